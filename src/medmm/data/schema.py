@@ -1,0 +1,212 @@
+"""The canonical dataset: fixed Arrow schemas, the manifest, and the reader.
+
+Every source (MIMIC-III, MIMIC-IV, MIMIC-CXR, MEDS, the synthetic generator through the MIMIC
+layouts) ends in the same directory of Parquet tables:
+
+    <dataset>/
+        manifest.json        schema version, source, inputs (hashes, rows read), accounting
+        patients.parquet     one row per patient
+        visits.parquet       one row per hospital admission
+        stays.parquet        one row per ICU stay (within a visit)
+        codes.parquet        one row per (visit, system, code) in recorded order
+        notes.parquet        one row per note (discharge summaries, radiology reports, ...)
+        measurements.parquet one row per time-stamped numeric observation (labs, vitals)
+        studies.parquet      one row per imaging study (imaging source)
+        images.parquet       one row per image file of a study (imaging source)
+
+Ids are the source's own integer ids (MIMIC ``subject_id`` / ``hadm_id`` / ``icustay_id``),
+so a prepared row can always be traced back to its raw row. Codes are strings, never numbers:
+ICD-9 ``"0389"`` and ``"V5867"`` keep their leading zeros and letters; they are stored without
+the dot, as MIMIC stores them.
+
+The accounting rule: for every input table, ``kept + sum(dropped.values()) == read``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+_ts = pa.timestamp("us")
+
+# Code systems used in the `codes.system` column. Medications are ATC level 3 (4 characters,
+# e.g. "C07A") for the whole vocabulary; the NDC / drug name they came from is kept in
+# `source_value` so the mapping can be audited.
+ICD9_DX = "icd9_dx"
+ICD9_PROC = "icd9_proc"
+ICD10_DX = "icd10_dx"
+ICD10_PROC = "icd10_proc"
+ATC3 = "atc3"
+CODE_SYSTEMS = (ICD9_DX, ICD9_PROC, ICD10_DX, ICD10_PROC, ATC3)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "patients": pa.schema([
+        ("patient_id", pa.int64()),
+        ("sex", pa.string()),            # "F" / "M" / null
+        ("birth_time", _ts),             # shifted, as released
+        ("death_time", _ts),             # null if alive at end of follow-up
+    ]),
+    "visits": pa.schema([
+        ("visit_id", pa.int64()),
+        ("patient_id", pa.int64()),
+        ("admit_time", _ts),
+        ("discharge_time", _ts),
+        ("death_time", _ts),             # in-hospital death time, else null
+        ("admission_type", pa.string()),
+        ("died_in_hospital", pa.bool_()),
+        ("age", pa.float64()),           # years at admission (MIMIC's >89 shift leaves ~300)
+    ]),
+    "stays": pa.schema([
+        ("stay_id", pa.int64()),
+        ("visit_id", pa.int64()),
+        ("patient_id", pa.int64()),
+        ("in_time", _ts),
+        ("out_time", _ts),
+        ("care_unit", pa.string()),
+    ]),
+    "codes": pa.schema([
+        ("visit_id", pa.int64()),
+        ("patient_id", pa.int64()),
+        ("system", pa.string()),         # one of CODE_SYSTEMS
+        ("code", pa.string()),           # no dot; ATC3 for medications
+        ("seq", pa.int32()),             # recorded order within (visit, system), from 0
+        ("time", _ts),                   # start time where known (prescriptions), else null
+        ("source_value", pa.string()),   # raw value it was derived from (NDC, drug name)
+    ]),
+    "notes": pa.schema([
+        ("note_id", pa.int64()),
+        ("visit_id", pa.int64()),
+        ("patient_id", pa.int64()),
+        ("category", pa.string()),       # e.g. "discharge summary", "radiology"
+        ("chart_time", _ts),
+        ("text", pa.string()),           # cleaned: lower-case, line breaks removed
+    ]),
+    "measurements": pa.schema([
+        ("patient_id", pa.int64()),
+        ("visit_id", pa.int64()),        # null when the source row has no admission
+        ("stay_id", pa.int64()),         # null outside the ICU
+        ("time", _ts),
+        ("item_id", pa.int64()),
+        ("source", pa.string()),         # "lab" / "chart"
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+    ]),
+    "studies": pa.schema([
+        ("study_id", pa.int64()),
+        ("patient_id", pa.int64()),
+        ("study_time", _ts),
+        ("report", pa.string()),
+    ]),
+    "images": pa.schema([
+        ("image_id", pa.string()),       # MIMIC-CXR dicom_id
+        ("study_id", pa.int64()),
+        ("patient_id", pa.int64()),
+        ("view", pa.string()),           # "PA" / "AP" / "LATERAL" / ...
+        ("path", pa.string()),           # relative to the raw root given at prepare time
+    ]),
+}
+
+TABLES = tuple(SCHEMAS)
+
+
+def polars_schema(table: str) -> pl.Schema:
+    """The Polars view of a canonical table's Arrow schema."""
+    return pl.DataFrame(SCHEMAS[table].empty_table()).schema
+
+
+def empty(table: str) -> pl.DataFrame:
+    return pl.DataFrame(SCHEMAS[table].empty_table())
+
+
+def conform(table: str, df: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """Select and cast a frame to the canonical column order and dtypes of `table`."""
+    schema = polars_schema(table)
+    lf = df.lazy() if isinstance(df, pl.DataFrame) else df
+    missing = [c for c in schema if c not in lf.collect_schema()]
+    if missing:
+        raise ValueError(f"table {table!r}: frame lacks canonical columns {missing}")
+    return lf.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+
+
+@dataclass
+class Accounting:
+    """Rows of one input table: read = kept + sum(dropped)."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(n)
+
+    @property
+    def balanced(self) -> bool:
+        return self.kept + sum(self.dropped.values()) == self.read
+
+    def to_json(self) -> dict[str, Any]:
+        return {"read": self.read, "kept": self.kept, "dropped": dict(sorted(self.dropped.items()))}
+
+
+@dataclass
+class Manifest:
+    source: str
+    schema_version: str = SCHEMA_VERSION
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)   # file -> {sha256, bytes}
+    accounting: dict[str, Accounting] = field(default_factory=dict)   # input table -> rows
+    tables: dict[str, int] = field(default_factory=dict)              # output table -> rows
+    notes: list[str] = field(default_factory=list)                    # plain-language remarks
+    extra: dict[str, Any] = field(default_factory=dict)               # e.g. drug-mapping rates
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "source": self.source,
+            "inputs": self.inputs,
+            "accounting": {k: v.to_json() for k, v in self.accounting.items()},
+            "tables": self.tables,
+            "notes": self.notes,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Manifest":
+        acc = {k: Accounting(v["read"], v["kept"], dict(v["dropped"])) for k, v in d["accounting"].items()}
+        return cls(source=d["source"], schema_version=d["schema_version"], inputs=d["inputs"],
+                   accounting=acc, tables=d["tables"], notes=d.get("notes", []), extra=d.get("extra", {}))
+
+
+class Dataset:
+    """Read access to a prepared dataset. Tables are scanned lazily (memory-mapped Parquet)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        mf = self.path / "manifest.json"
+        if not mf.is_file():
+            raise FileNotFoundError(f"{self.path}: not a prepared medmm dataset (no manifest.json)")
+        self.manifest = Manifest.from_json(json.loads(mf.read_text()))
+        if self.manifest.schema_version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise ValueError(f"{mf}: schema version {self.manifest.schema_version}, "
+                             f"this medmm reads {SCHEMA_VERSION}; prepare the dataset again")
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        if table not in SCHEMAS:
+            raise KeyError(f"unknown table {table!r}; tables are {list(TABLES)}")
+        return pl.scan_parquet(self.path / f"{table}.parquet")
+
+    def table(self, table: str) -> pl.DataFrame:
+        return self.scan(table).collect()
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r}, source={self.manifest.source!r}, tables={self.manifest.tables})"
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    return Dataset(path)
