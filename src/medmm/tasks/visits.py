@@ -15,7 +15,7 @@ DISCHARGE_SUMMARY = "discharge summary"
 
 
 def visit_records(ds: Dataset, note_category: str = DISCHARGE_SUMMARY) -> pl.DataFrame:
-    """Columns: patient_id, visit_id, admit_time, discharge_time, died_in_hospital,
+    """Columns: patient_id, visit_id, admit_time, discharge_time, admission_type, died_in_hospital,
     text (str or null), dx / proc / med (list[str], in recorded order; empty list if none).
 
     Several discharge summaries of one visit (MIMIC-III keeps addenda as separate rows) are
@@ -33,7 +33,8 @@ def visit_records(ds: Dataset, note_category: str = DISCHARGE_SUMMARY) -> pl.Dat
              .sort(["visit_id", "note_id"])
              .group_by("visit_id", maintain_order=True)
              .agg(pl.col("text").str.join(" ").alias("text")))
-    visits = ds.scan("visits").select("patient_id", "visit_id", "admit_time", "discharge_time", "died_in_hospital")
+    visits = ds.scan("visits").select("patient_id", "visit_id", "admit_time", "discharge_time",
+                                        "admission_type", "died_in_hospital")
     out = visits
     for sys_, name in ((ICD9_DX, "dx"), (ICD9_PROC, "proc"), (ATC3, "med")):
         out = out.join(code_list(sys_, name), on="visit_id", how="left")
