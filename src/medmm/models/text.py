@@ -1,0 +1,156 @@
+"""Text tower: a Hugging Face BERT over note tokens (MedM-PLM Eq. 3-4).
+
+The paper initialises it from ClinicalBERT (L=12, H=768, A=12) and trains only the last two
+layers (embeddings and the first 10 layers frozen). Without such a directory at hand it is built
+from `TextEncoderConfig` and, optionally, pre-trained with masked language modelling on the notes
+(`TextMLM`, used by `medmm pretrain text-mlm`); its saved directory is a plain BERT directory that
+`BertModel.from_pretrained` / `AutoTokenizer.from_pretrained` read, so it can stand in for
+ClinicalBERT anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerBase
+
+from medmm.objectives.masking import MaskedTokens, bert_mask
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+@dataclass
+class TextEncoderConfig:
+    """Shape of the text BERT, or the local directory it is loaded from.
+
+    When `pretrained_path` is set, the architecture fields are ignored (the directory's
+    config.json wins) and only the freezing options apply.
+    """
+
+    pretrained_path: str | None = None
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    dropout: float = 0.1
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0  # paper: 10 of 12 frozen when starting from ClinicalBERT
+
+    def to_bert_config(self) -> BertConfig:
+        return BertConfig(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                          num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+                          intermediate_size=self.intermediate_size,
+                          max_position_embeddings=self.max_position_embeddings,
+                          hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.dropout,
+                          pad_token_id=0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextEncoderConfig:
+        return cls(**d)
+
+
+def check_bert_dir(path: str | Path) -> Path:
+    """Raise a clear error unless `path` is a local Hugging Face BERT directory with weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"pretrained text encoder directory {path} does not exist "
+                                "(set text.pretrained_path to a local ClinicalBERT-format directory)")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{path} is not a BERT directory: no config.json")
+    try:
+        model_type = json.loads(cfg_file.read_text()).get("model_type")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_file}: not valid JSON ({e})") from e
+    if model_type != "bert":
+        raise ValueError(f"{cfg_file}: model_type is {model_type!r}, expected 'bert'")
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        raise FileNotFoundError(f"{path} holds no weights (expected one of {', '.join(_WEIGHT_FILES)})")
+    return path
+
+
+def build_text_encoder(cfg: TextEncoderConfig, add_pooling_layer: bool = False) -> BertModel:
+    """A `BertModel` from `cfg`, or loaded from `cfg.pretrained_path`; then frozen per `cfg`.
+
+    No pooler by default: MedM-PLM uses the [CLS] hidden state itself as Ẑ_T, and a pooler
+    that receives no gradient would break DistributedDataParallel (unused parameters).
+    """
+    if cfg.pretrained_path:
+        # Loads safetensors when present; transformers refuses to unpickle .bin without weights_only.
+        model = BertModel.from_pretrained(str(check_bert_dir(cfg.pretrained_path)),
+                                          add_pooling_layer=add_pooling_layer)
+    else:
+        model = BertModel(cfg.to_bert_config(), add_pooling_layer=add_pooling_layer)
+    freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
+    return model
+
+
+def freeze(bert: BertModel, embeddings: bool, layers: int) -> None:
+    """Stop gradients to the embeddings and/or the first `layers` transformer layers."""
+    n = len(bert.encoder.layer)
+    if not 0 <= layers <= n:
+        raise ValueError(f"freeze_layers={layers} but the text encoder has {n} layers")
+    if embeddings:
+        bert.embeddings.requires_grad_(False)
+    for layer in bert.encoder.layer[:layers]:
+        layer.requires_grad_(False)
+
+
+class TextMLM(nn.Module):
+    """Masked language modelling on notes for the text tower (`medmm pretrain text-mlm`).
+
+    Not part of MedM-PLM's objective (the paper has no text-to-text MLM; it starts from
+    ClinicalBERT): this builds a ClinicalBERT stand-in when no such checkpoint exists.
+    """
+
+    def __init__(self, cfg: TextEncoderConfig):
+        super().__init__()
+        self.config = cfg
+        if cfg.pretrained_path:
+            self.mlm = BertForMaskedLM.from_pretrained(str(check_bert_dir(cfg.pretrained_path)))
+        else:
+            self.mlm = BertForMaskedLM(cfg.to_bert_config())
+
+    def mask(self, input_ids: torch.Tensor, tokenizer: PreTrainedTokenizerBase, prob: float = 0.15,
+             generator: torch.Generator | None = None) -> MaskedTokens:
+        """BERT 80/10/10 masking of the non-special, non-pad tokens; random tokens are non-special."""
+        special = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=input_ids.device)
+        candidate = ~torch.isin(input_ids, special)
+        # Random replacements drawn from the ordinary vocabulary, i.e. ids above the specials
+        # (train_wordpiece puts its 5 specials first, as BERT vocabularies do).
+        low = int(special.max()) + 1
+        high = self.mlm.config.vocab_size
+        return bert_mask(input_ids, candidate, tokenizer.mask_token_id, low, high, prob=prob,
+                         generator=generator)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.mlm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+        return {"loss": out.loss, "logits": out.logits}
+
+    def encoder(self) -> BertModel:
+        return self.mlm.bert
+
+    def save_pretrained(self, directory: str | Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        """Write a BERT directory (config.json + model.safetensors [+ tokenizer files]).
+
+        The MLM head is kept so that MLM can resume from the directory; `BertModel.from_pretrained`
+        drops it and initialises the (unused) pooler.
+        """
+        from medmm.models.tokenizer import save_tokenizer
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.mlm.save_pretrained(str(directory))
+        if tokenizer is not None:
+            save_tokenizer(tokenizer, directory)
