@@ -48,6 +48,16 @@ def _summary(a: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(a: argparse.Namespace) -> int:
+    import json
+
+    from medmm.recipes.pretrain import run
+
+    summary = run(a.recipe, a.data, a.out, a.config, a.overrides, resume=a.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _demo(a: argparse.Namespace) -> int:
     from medmm.recipes.demo import run_demo
 
@@ -84,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data")
     s.set_defaults(func=_summary)
 
+    s = sub.add_parser("pretrain", help="pre-train a text tower (text-mlm) or MedM-PLM (medm-plm)")
+    s.add_argument("recipe", choices=["text-mlm", "medm-plm"])
+    s.add_argument("--data", required=True, help="a prepared dataset directory")
+    s.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, model)")
+    s.add_argument("--config", help="YAML recipe config (defaults: the demo configuration)")
+    s.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoints/last")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 text.pretrained_path=DIR")
+    s.set_defaults(func=_pretrain)
+
     s = sub.add_parser("demo", help="the end-to-end demo on synthetic data")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--patients", type=int, default=2000)
@@ -93,7 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Dotted `key=value` overrides may stand anywhere after the subcommand; argparse cannot mix
+    # them with options, so they are collected from what it did not recognise.
+    args, extra = parser.parse_known_args(argv)
+    overrides = [x for x in extra if "=" in x and not x.startswith("-")]
+    unknown = [x for x in extra if x not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if hasattr(args, "overrides"):
+        args.overrides = list(args.overrides) + overrides
     try:
         return args.func(args)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:

@@ -1,0 +1,190 @@
+"""Downstream models of MedM-PLM's Table III / Table VI: the registry and the parts they share.
+
+Every model takes the batch dict of the downstream contract and returns
+    {"logits": (B,) for a binary task or (B, K) for a multi-label one,
+     "loss":   BCE-with-logits against batch["labels"] when the batch has labels (Eq. 13 and the
+               binary/multi-label BCE of Eq. 14-16)}.
+
+Batch layouts (padding id 0; keys present only for the modalities the model reads, see
+`model_inputs`):
+    readmission   input_ids / attention_mask (B, L_T); code_ids / code_mask (B, L_C) = [CLS] dx.. med..
+    icd_coding    input_ids / attention_mask (B, L_T); code_ids / code_mask (B, L_C) = [CLS] med..
+    medication    code_ids / code_mask (B, L_C) = [CLS] current dx..;
+                  hist_input_ids / hist_attention_mask (B, V, L_T), hist_code_ids / hist_code_mask
+                  (B, V, L_C), hist_visit_mask (B, V): the visits before the current one, oldest first.
+A note that is absent (a visit without a discharge summary) is a row whose attention mask is all
+zero; models then leave that visit out of their mean over notes.
+
+The registry maps a name to a builder `(spec, assets, **overrides) -> nn.Module`; `overrides` are
+fields of the model's config dataclass. Builders import their module lazily, so importing this
+file stays cheap and the baseline files can import the helpers below without a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from medmm.models.assets import Assets
+    from medmm.tasks.spec import TaskSpec
+
+Builder = Callable[..., nn.Module]
+C = TypeVar("C")
+
+HISTORY_TASKS = ("medication",)  # tasks whose batches carry the hist_* keys
+
+
+# ---- configs and task layout --------------------------------------------------------------------
+
+def make_config(cls: type[C], overrides: dict[str, Any], model: str) -> C:
+    """`cls(**overrides)` with a clear error naming the unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"model {model!r}: unknown config override(s) {unknown}; {cls.__name__} has {sorted(known)}")
+    return cls(**overrides)
+
+
+def uses_history(spec: TaskSpec) -> bool:
+    """True for the medication task: the batch holds the patient's earlier visits (G-BERT protocol)."""
+    return spec.name in HISTORY_TASKS
+
+
+def require(batch: dict[str, torch.Tensor], keys: Iterable[str], model: str) -> None:
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise KeyError(f"model {model!r}: batch lacks {missing} (has {sorted(batch)})")
+
+
+# ---- head and loss ------------------------------------------------------------------------------
+
+class MLPHead(nn.Module):
+    """The task MLP of Eq. 12 / 14 / 16: dropout -> Linear -> ReLU -> dropout -> Linear. (B, D) -> (B, K)"""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def task_output(logits: torch.Tensor, batch: dict[str, torch.Tensor], spec: TaskSpec) -> dict[str, torch.Tensor]:
+    """(B, K) scores -> {"logits", "loss"}; binary tasks squeeze to (B,). The loss is the mean
+    element-wise BCE-with-logits (sigmoid per label, Eq. 13), present when the batch has labels."""
+    if logits.shape[-1] != spec.num_labels:
+        raise ValueError(f"task {spec.name!r}: model produced {logits.shape[-1]} scores, spec has {spec.num_labels}")
+    if spec.kind == "binary":
+        logits = logits.squeeze(-1)  # (B,)
+    out = {"logits": logits}
+    if "labels" in batch:
+        labels = batch["labels"]
+        if labels.shape != logits.shape:
+            raise ValueError(f"task {spec.name!r} ({spec.kind}): batch['labels'] has shape {tuple(labels.shape)}, "
+                             f"expected {tuple(logits.shape)}")
+        out["loss"] = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return out
+
+
+# ---- history pooling ----------------------------------------------------------------------------
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of x (B, V, D) where mask (B, V); a row with nothing to average gives zeros
+    (a patient whose earlier visits have no note contributes no text)."""
+    m = mask.to(x.dtype).unsqueeze(-1)  # (B, V, 1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def trim_padding(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut the trailing columns that are padding in every row (right-padded batches): the text
+    tower's cost grows with L, and history notes are padded to the longest note of the batch."""
+    cols = mask.bool().any(0).nonzero()
+    L = int(cols.max()) + 1 if cols.numel() else 1
+    return ids[:, :L], mask[:, :L]
+
+
+def encode_rows(encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ids: torch.Tensor,
+                mask: torch.Tensor, rows: torch.Tensor, out_dim: int) -> torch.Tensor:
+    """Run `encode(ids (N, L), mask (N, L)) -> (N, D)` on the selected rows only; zeros elsewhere.
+
+    ids, mask (B, V, L); rows (B, V) bool. Returns (B, V, D). Flattening (B*V, L) and skipping
+    padded visits keeps the expensive text tower to the notes that exist.
+    """
+    B, V, L = ids.shape
+    idx = rows.reshape(-1).nonzero().squeeze(1)  # (N,)
+    if idx.numel() == 0:
+        return torch.zeros(B, V, out_dim, device=ids.device)
+    flat, fmask = trim_padding(ids.reshape(B * V, L)[idx], mask.reshape(B * V, L)[idx])
+    values = encode(flat, fmask)  # (N, D)
+    out = values.new_zeros(B * V, values.shape[-1]).index_copy(0, idx, values)
+    return out.view(B, V, -1)
+
+
+def note_rows(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, V) history visits that are real AND have a note (some attention-mask entry set)."""
+    return batch["hist_visit_mask"].bool() & batch["hist_attention_mask"].bool().any(-1)
+
+
+# ---- registry -----------------------------------------------------------------------------------
+
+def _lazy(module: str, **fixed: Any) -> Builder:
+    def builder(spec: TaskSpec, assets: Assets, **overrides: Any) -> nn.Module:
+        return importlib.import_module(module).build(spec, assets, **fixed, **overrides)
+
+    builder.__name__ = f"build_{module.rsplit('.', 1)[-1]}"
+    return builder
+
+
+_B = "medmm.models.baselines."
+MODELS: dict[str, Builder] = {
+    "lr": _lazy(_B + "lr"),
+    "rnn": _lazy(_B + "rnn"),
+    "cnn": _lazy(_B + "cnn"),
+    "gbert": _lazy(_B + "gbert", init="gbert"),
+    "medbert": _lazy(_B + "medbert"),
+    "clinicalbert": _lazy(_B + "clinicalbert"),
+    "gbert+clinicalbert": _lazy(_B + "combos", codes="gbert"),
+    "medbert+clinicalbert": _lazy(_B + "combos", codes="medbert"),
+    "medm-plm": _lazy(_B + "medm_plm_heads", variant="medm-plm"),
+    "medm-plm-cross_modal": _lazy(_B + "medm_plm_heads", variant="medm-plm-cross_modal"),
+    "gbert-medm-init": _lazy(_B + "gbert", init="medm-plm"),
+}
+
+_INPUTS: dict[str, frozenset[str]] = {
+    "lr": frozenset({"text", "codes"}),
+    "rnn": frozenset({"codes"}),
+    "cnn": frozenset({"text"}),
+    "gbert": frozenset({"codes"}),
+    "medbert": frozenset({"codes"}),
+    "clinicalbert": frozenset({"text"}),
+    "gbert+clinicalbert": frozenset({"text", "codes"}),
+    "medbert+clinicalbert": frozenset({"text", "codes"}),
+    "medm-plm": frozenset({"text", "codes"}),
+    "medm-plm-cross_modal": frozenset({"text", "codes"}),
+    "gbert-medm-init": frozenset({"codes"}),
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in MODELS:
+        raise KeyError(f"unknown downstream model {name!r}; known: {', '.join(MODELS)}")
+
+
+def model_inputs(name: str) -> set[str]:
+    """Modalities the model reads: "text" (input_ids / hist_input_ids ...) and/or "codes"."""
+    _check_name(name)
+    return set(_INPUTS[name])
+
+
+def build_model(name: str, spec: TaskSpec, assets: Assets, **overrides: Any) -> nn.Module:
+    """The downstream model `name` for task `spec`, initialised from `assets`."""
+    _check_name(name)
+    return MODELS[name](spec, assets, **overrides)
