@@ -35,6 +35,7 @@ from medmm.ontology.atc import atc_tree
 from medmm.ontology.icd9 import icd9_dx_subtree
 from medmm.tasks.splits import with_split
 from medmm.tasks.visits import visit_records
+from medmm.train.checkpoint import seed_everything
 from medmm.train.loop import Trainer, TrainConfig
 
 # ----------------------------------------------------------------------------- configs
@@ -188,6 +189,7 @@ def pretrain_text_mlm(data_dir: str | Path, out_dir: str | Path, cfg: TextMLMRec
         tokenizer = train_wordpiece(train["text"].to_list(), vocab_size=cfg.text.vocab_size,
                                     min_frequency=cfg.tokenizer_min_frequency)
         cfg.text.vocab_size = len(tokenizer)
+    seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = TextMLM(cfg.text)
     text_train = _TextOnly(_tokenize(tokenizer, train["text"].to_list(), cfg.data.max_text_len))
     text_val = _TextOnly(_tokenize(tokenizer, val["text"].to_list(), cfg.data.max_text_len))
@@ -248,13 +250,18 @@ def build_medm_plm(cfg: MedMPLMRecipe, dx_vocab: list[str], med_vocab: list[str]
 
 
 def pretrain_medm_plm(data_dir: str | Path, out_dir: str | Path, cfg: MedMPLMRecipe,
-                      resume: bool = False) -> dict[str, Any]:
-    """Pre-train MedM-PLM with L = L_T2C + L_C2C (Eq. 10); save out/model (save_pretrained)."""
+                      resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    """Pre-train MedM-PLM with L = L_T2C + L_C2C (Eq. 10); save out/model (save_pretrained).
+
+    `stop_after` interrupts at that global step as a pre-emption would (checkpoint `last`
+    written, no model exported); `resume=True` continues exactly from it.
+    """
     out = Path(out_dir)
     t0 = time.perf_counter()
     visits = pretraining_visits(data_dir, cfg.data.split_seed)
     train, val = visits.filter(pl.col("split") == "train"), visits.filter(pl.col("split") == "val")
     dx_vocab, med_vocab = code_vocabularies(train, cfg.data.min_code_count)
+    seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = build_medm_plm(cfg, dx_vocab, med_vocab)
     tokenizer = load_tokenizer(cfg.text.pretrained_path)
     code_cfg = model.config.code
@@ -288,7 +295,9 @@ def pretrain_medm_plm(data_dir: str | Path, out_dir: str | Path, cfg: MedMPLMRec
         return res
 
     result = Trainer(model, train_ds, cfg.train, out, collate_fn=collate, evaluate=evaluate,
-                     run_config=cfg).fit(resume=resume, overwrite=not resume)
+                     run_config=cfg).fit(resume=resume, overwrite=not resume, stop_after=stop_after)
+    if result.interrupted:
+        return {"interrupted_at_step": result.global_step}
     save_pretrained(model.model, out / "model", tokenizer=tokenizer)
     summary = {"train_visits": train.height, "val_visits": val.height, "dx_vocab": len(dx_vocab),
                "med_vocab": len(med_vocab), "steps": result.global_step, "best_val": result.best_metrics,
