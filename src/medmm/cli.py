@@ -14,7 +14,13 @@ from pathlib import Path
 def _synth(a: argparse.Namespace) -> int:
     from medmm.data.synth import generate
 
-    out = generate(a.out, n_patients=a.patients, seed=a.seed, fmt=a.format, overwrite=a.overwrite)
+    density = a.lab_density
+    try:
+        density = float(density)
+    except ValueError:
+        pass
+    out = generate(a.out, n_patients=a.patients, seed=a.seed, fmt=a.format, overwrite=a.overwrite,
+                   lab_density=density, progress=True)
     print(f"synthetic {a.format} dataset: {out}")
     return 0
 
@@ -48,8 +54,16 @@ def _summary(a: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # its load reports list the MLM head that text-mlm keeps on purpose
+
+
 def _pretrain(a: argparse.Namespace) -> int:
     import json
+
+    _quiet_transformers()
 
     from medmm.recipes.pretrain import run
 
@@ -60,6 +74,8 @@ def _pretrain(a: argparse.Namespace) -> int:
 
 def _demo(a: argparse.Namespace) -> int:
     from medmm.recipes.demo import run_demo
+
+    _quiet_transformers()
 
     run_demo(a.out, n_patients=a.patients, seed=a.seed)
     return 0
@@ -74,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patients", type=int, default=2000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
+    s.add_argument("--lab-density", default="modest",
+                   help="'modest' (demo speed), 'mimic' (MIMIC-III row density) or lab rows per admission")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_synth)
 

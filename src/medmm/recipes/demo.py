@@ -1,11 +1,12 @@
 """The end-to-end demo on synthetic data (`make demo` / `medmm demo`).
 
-synth -> prepare -> summary. Each step prints what it did and how long it took; the closing
-line names where everything was written.
+synth -> prepare -> text-MLM (the ClinicalBERT stand-in) -> MedM-PLM pre-training. Each step
+prints what it did and how long it took; the closing line names where everything was written.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,26 +16,45 @@ def _step(n: int, total: int, title: str) -> float:
     return time.perf_counter()
 
 
-def run_demo(out: str | Path, n_patients: int = 2000, seed: int = 0) -> Path:
+def run_demo(out: str | Path, n_patients: int = 2000, seed: int = 0, overrides: list[str] | None = None) -> Path:
+    from medmm.config import load_config, save_config
     from medmm.data.schema import load_dataset
     from medmm.data.sources import prepare
     from medmm.data.summary import print_summary
     from medmm.data.synth import generate
+    from medmm.recipes.pretrain import MedMPLMRecipe, TextMLMRecipe, pretrain_medm_plm, pretrain_text_mlm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     raw, data = out / "raw-mimic3", out / "dataset"
-    total = 3
+    total = 4
     t0 = t = _step(1, total, f"synthesise {n_patients} patients in the MIMIC-III layout (seed {seed})")
     generate(raw, n_patients=n_patients, seed=seed, overwrite=True)
     print(f"    wrote {raw} in {time.perf_counter() - t:.1f}s; data card: {raw / 'data_card.md'}")
 
     t = _step(2, total, "prepare the canonical dataset")
     prepare("mimic3", raw, data, mappings={"dir": raw / "mappings"}, overwrite=True, progress=True)
-    print(f"    wrote {data} in {time.perf_counter() - t:.1f}s")
-
-    _step(3, total, "dataset summary")
     print_summary(load_dataset(data))
-    print(f"\ndemo finished in {time.perf_counter() - t0:.1f}s; outputs under {out}/ "
-          f"(data card: {raw / 'data_card.md'}, manifest: {data / 'manifest.json'})")
+    print(f"    prepared in {time.perf_counter() - t:.1f}s")
+
+    t = _step(3, total, "pre-train the text tower with masked language modelling (ClinicalBERT stand-in)")
+    mlm_cfg = load_config(None, [f"train.seed={seed}"], TextMLMRecipe)
+    save_config(mlm_cfg, out / "text-mlm.yaml")
+    mlm = pretrain_text_mlm(data, out / "text-mlm", mlm_cfg)
+    print(f"    {mlm['steps']} steps in {time.perf_counter() - t:.0f}s; validation MLM loss "
+          f"{mlm['best_val'].get('loss', float('nan')):.3f}; tower: {mlm['text_dir']}")
+
+    t = _step(4, total, "pre-train MedM-PLM (Text-to-Code + Code-to-Code masked-code prediction)")
+    plm_cfg = load_config(None, [f"train.seed={seed}", f"text.pretrained_path={mlm['text_dir']}"], MedMPLMRecipe)
+    save_config(plm_cfg, out / "medm-plm.yaml")
+    plm = pretrain_medm_plm(data, out / "medm-plm", plm_cfg)
+    first, best = plm["first_val"], plm["best_val"]
+    print(f"    {plm['steps']} steps in {time.perf_counter() - t:.0f}s")
+    print(f"    validation loss T2C {first['loss_t2c']:.3f} -> {best['loss_t2c']:.3f}, "
+          f"C2C {first['loss_c2c']:.3f} -> {best['loss_c2c']:.3f}")
+    print(f"    masked-code top-5 accuracy: T2C {best['top5_t2c']:.3f}, C2C {best['top5_c2c']:.3f}, "
+          f"frequency baseline {plm['top5_frequency_baseline']:.3f}")
+    (out / "demo_summary.json").write_text(json.dumps({"text_mlm": mlm, "medm_plm": plm}, indent=2, default=str))
+    print(f"\ndemo finished in {time.perf_counter() - t0:.0f}s; outputs under {out}/ "
+          f"(data card: {raw / 'data_card.md'}, pre-trained MedM-PLM: {plm['model_dir']})")
     return out
