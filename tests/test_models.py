@@ -135,7 +135,16 @@ def test_text_mlm_trains_and_saves_a_bert_directory(tmp_path):
     special = torch.tensor(tok.all_special_ids)
     assert not torch.isin(enc["input_ids"][m.labels != -100], special).any()
     out = mlm(m.input_ids, enc["attention_mask"], m.labels)
-    assert out["logits"].shape == (4, enc["input_ids"].shape[1], len(tok))
+    n_masked = int((m.labels != -100).sum())
+    assert out["logits"].shape == (n_masked, len(tok))
+    # Same loss as Hugging Face's full-sequence head (which projects every position).
+    ref = mlm.mlm(input_ids=m.input_ids, attention_mask=enc["attention_mask"], labels=m.labels).loss
+    mlm.eval()
+    torch.testing.assert_close(mlm(m.input_ids, enc["attention_mask"], m.labels)["loss"],
+                               mlm.mlm(input_ids=m.input_ids, attention_mask=enc["attention_mask"],
+                                       labels=m.labels).loss)
+    mlm.train()
+    assert math.isfinite(ref.item())
     out["loss"].backward()
     assert math.isfinite(out["loss"].item())
     mlm.save_pretrained(tmp_path / "bert", tok)

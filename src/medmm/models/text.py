@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torch.nn as nn
 from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerBase
 
@@ -135,8 +136,17 @@ class TextMLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.mlm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-        return {"loss": out.loss, "logits": out.logits}
+        """MLM loss over the masked positions only.
+
+        The vocabulary projection runs on the ~15% masked positions rather than on every token
+        (as NVIDIA's BERT recipe does): on CPU it is most of a small tower's cost, and the loss is
+        the same mean cross-entropy over the masked positions. logits: (N_masked, V).
+        """
+        hidden = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
+        picked = labels != -100
+        logits = self.mlm.cls(hidden[picked])  # (N, V)
+        loss = F.cross_entropy(logits, labels[picked]) if picked.any() else hidden.sum() * 0.0
+        return {"loss": loss, "logits": logits}
 
     def encoder(self) -> BertModel:
         return self.mlm.bert

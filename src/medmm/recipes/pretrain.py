@@ -75,15 +75,17 @@ class CodeTowerRecipe:
 class MedMPLMRecipe:
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     # The text tower: a local BERT directory (ClinicalBERT, or `medmm pretrain text-mlm`'s out/text).
-    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(freeze_embeddings=True))
+    # Demo: embeddings and the first of 2 layers frozen (the paper freezes 10 of ClinicalBERT's 12).
+    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(freeze_embeddings=True,
+                                                                              freeze_layers=1))
     code: CodeTowerRecipe = field(default_factory=CodeTowerRecipe)
     cross_modal: bool = True
     objective: str = "ce"  # paper: CE at masked codes; "bce": the authors' multi-hot variant
     dropout: float = 0.1
     mask_prob: float = 0.15
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=15, batch_size=32, lr=5e-4, optimizer="adam", eval_every="epoch",
-        early_stopping_patience=3, early_stopping_metric="loss", log_every=10))
+        epochs=8, batch_size=32, lr=5e-4, optimizer="adam", eval_every="epoch",
+        early_stopping_patience=2, early_stopping_metric="loss", log_every=10))
 
 
 # ----------------------------------------------------------------------------- data

@@ -1,0 +1,264 @@
+"""Experiment reports: Table III (Markdown / CSV / JSON) and the two figures of MedM-PLM.
+
+Pure writers: they take numbers and strings, never models or datasets.
+
+    table = table_iii(per_seed, tasks, oracle=...)          # -> ReportTable (markdown, csv, data)
+    plot_training_ratio(curves, "figures/training_ratio.png")   # Figure 4
+    plot_attention(words, w_words, codes, w_codes, "figures/attention.png")  # Figure 5
+    comparison_sentences(per_seed, tasks, "medm-plm")        # honest "does not beat" lines
+
+Figures use matplotlib's Agg backend (no display needed) and are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medmm.eval.aggregate import format_mean_std, mean_std, results_table
+
+TABLE_METRICS = ("f1", "accuracy", "auroc")  # Table III: F1 / Accuracy / AUC per task
+METRIC_NAMES = {"f1": "F1", "accuracy": "Acc", "auroc": "AUROC"}
+TASK_NAMES = {"medication": "Medication", "readmission": "Readmission", "icd_coding": "ICD coding"}
+ORACLE_ROW = "oracle (generator truth)"
+ORACLE_FRAC = "oracle_frac"
+
+
+def column(task: str, metric: str) -> str:
+    return f"{task}:{metric}"
+
+
+def oracle_fraction(auroc: float, oracle_auroc: float) -> float:
+    """Recovered fraction of the oracle's margin over chance: (AUROC - 0.5) / (oracle AUROC - 0.5)."""
+    if not oracle_auroc > 0.5 or math.isnan(auroc):
+        return float("nan")
+    return (auroc - 0.5) / (oracle_auroc - 0.5)
+
+
+@dataclass
+class ReportTable:
+    markdown: str
+    csv: str
+    data: dict
+
+
+def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]], tasks: Sequence[str],
+              oracle: Mapping[str, Mapping[str, float]] | None = None, oracle_task: str = "readmission",
+              metrics: Sequence[str] = TABLE_METRICS) -> ReportTable:
+    """Table III from `per_seed[model][task] = [test metrics of each seed]`.
+
+    Rows = models (in the given order), columns = `metrics` per task as mean (std) over seeds, in
+    percent. With `oracle[task]` (the generator's ground-truth scorer on the same test samples) an
+    oracle row is added and, for `oracle_task`, a column with each model's recovered fraction of
+    the oracle's AUROC margin over chance (per seed, then mean (std)).
+    """
+    columns = [column(t, m) for t in tasks for m in metrics]
+    headers = {column(t, m): f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)}" for t in tasks for m in metrics}
+    with_frac = bool(oracle) and oracle_task in (oracle or {}) and oracle_task in tasks
+    if with_frac:
+        columns.append(column(oracle_task, ORACLE_FRAC))
+        headers[column(oracle_task, ORACLE_FRAC)] = f"{TASK_NAMES.get(oracle_task, oracle_task)} % of oracle margin"
+    rows: dict[str, dict[str, list[float]]] = {}
+    for model, by_task in per_seed.items():
+        row: dict[str, list[float]] = {}
+        for t in tasks:
+            runs = by_task.get(t) or []
+            for m in metrics:
+                if runs:
+                    row[column(t, m)] = [float(r[m]) for r in runs]
+            if with_frac and t == oracle_task and runs:
+                o = float(oracle[oracle_task]["auroc"])  # type: ignore[index]
+                row[column(t, ORACLE_FRAC)] = [oracle_fraction(float(r["auroc"]), o) for r in runs]
+        rows[model] = row
+    if oracle:
+        rows[ORACLE_ROW] = {column(t, m): [float(oracle[t][m])] for t in oracle if t in tasks for m in metrics
+                            if m in oracle[t]}
+    md, csv, data = results_table(rows, columns, headers=headers, bold_best=False)
+    data["headers"] = headers
+    return ReportTable(md, csv, data)
+
+
+def parse_markdown_table(markdown: str) -> dict[str, dict[str, str]]:
+    """`{row: {header: cell}}` of a Markdown table (for checking a report against its JSON)."""
+    lines = [ln for ln in markdown.strip().splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    out = {}
+    for ln in lines[2:]:
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        out[cells[0]] = dict(zip(head[1:], cells[1:]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated sentences
+
+
+def comparison_sentences(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]], tasks: Sequence[str],
+                         ours: str = "medm-plm", metric: str = "auroc") -> list[str]:
+    """One sentence per task saying whether `ours` beats each other model on mean `metric`.
+
+    Every baseline that `ours` does not beat is named with both numbers; a win inside one
+    standard deviation (of either model) is called out as such, not claimed as a clear win.
+    """
+    out = []
+    name = METRIC_NAMES.get(metric, metric)
+    for t in tasks:
+        ours_runs = per_seed.get(ours, {}).get(t)
+        if not ours_runs:
+            continue
+        m_ours, s_ours = mean_std([r[metric] for r in ours_runs])
+        others = {m: mean_std([r[metric] for r in by[t]]) for m, by in per_seed.items()
+                  if m != ours and by.get(t)}
+        if not others:
+            continue
+        tn = TASK_NAMES.get(t, t)
+        if math.isnan(m_ours):
+            out.append(f"On {tn}, {ours}'s {name} is undefined (NaN) on the test split, so no comparison is made.")
+            continue
+        not_beaten = sorted(((m, v) for m, v in others.items() if not m_ours > v[0]), key=lambda kv: -kv[1][0])
+        if not_beaten:
+            names = ", ".join(f"{m} ({format_mean_std(*v)})" for m, v in not_beaten)
+            out.append(f"On {tn}, {ours} ({name} {format_mean_std(m_ours, s_ours)}) does NOT beat: {names}.")
+        else:
+            best, (bm, bs) = max(others.items(), key=lambda kv: kv[1][0])
+            gap = 100 * (m_ours - bm)
+            spread = max(x for x in (s_ours, bs) if not math.isnan(x)) if not (math.isnan(s_ours) and math.isnan(bs)) \
+                else float("nan")
+            note = ""
+            if math.isnan(spread):
+                note = " (one seed: no spread measured, so the gap's reliability is unknown)"
+            elif m_ours - bm <= spread:
+                note = f" -- within one standard deviation ({100 * spread:.2f}), so not a clear win"
+            out.append(f"On {tn}, {ours} has the highest mean {name} ({format_mean_std(m_ours, s_ours)}), "
+                       f"{gap:.2f} points above the best baseline {best} ({format_mean_std(bm, bs)}){note}.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    return x
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_fig(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=130, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_training_ratio(curves: Mapping[str, Mapping[float, Sequence[float]]], path: str | Path,
+                        oracle: float | None = None, task: str = "readmission", metric: str = "auroc") -> Path:
+    """Figure 4: test `metric` vs the fraction of the training set, mean ± std band per model.
+
+    curves[model][fraction] = [metric of each seed].
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for model, by_frac in curves.items():
+        xs = sorted(by_frac)
+        stats = [mean_std(by_frac[x]) for x in xs]
+        m = np.array([s[0] for s in stats])
+        sd = np.nan_to_num(np.array([s[1] for s in stats]))
+        line, = ax.plot(xs, m, marker="o", label=model)
+        ax.fill_between(xs, np.clip(m - sd, 0, 1), np.clip(m + sd, 0, 1), color=line.get_color(), alpha=0.18, linewidth=0)
+    if oracle is not None and not math.isnan(oracle):
+        ax.axhline(oracle, color="black", linestyle="--", linewidth=1, label="oracle (generator truth)")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(sorted({x for c in curves.values() for x in c}))
+    ax.set_xlabel("fraction of the training set")
+    ax.set_ylabel(f"test {METRIC_NAMES.get(metric, metric)}")
+    ax.set_title(f"{TASK_NAMES.get(task, task)}: {METRIC_NAMES.get(metric, metric)} vs training data "
+                 "(mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out = _save_fig(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_attention(words: Sequence[str], word_weights: Sequence[float], codes: Sequence[str],
+                   code_weights: Sequence[float], path: str | Path, title: str = "", per_row: int = 12) -> Path:
+    """Figure 5: heat maps of one visit's cross-modal attention.
+
+    Top: the code [CLS] query's weights over the note's word pieces (attn_code_to_text), laid out
+    `per_row` pieces per row with each piece written in its cell. Bottom: the note [CLS] query's
+    weights over the visit's codes (attn_text_to_code), one labelled cell per code.
+    """
+    if len(words) != len(word_weights) or len(codes) != len(code_weights):
+        raise ValueError("plot_attention: labels and weights differ in length")
+    plt = _pyplot()
+    n_rows = max(1, math.ceil(len(words) / per_row))
+    grid = np.full((n_rows, per_row), np.nan)
+    grid.flat[: len(words)] = np.asarray(word_weights, dtype=float)
+    code_cols = max(1, len(codes))
+    fig_h = 1.2 + 0.38 * n_rows + 1.3
+    fig, (ax_t, ax_c) = plt.subplots(2, 1, figsize=(max(10, 0.9 * per_row), fig_h),
+                                     gridspec_kw={"height_ratios": [max(n_rows, 1), 1.6]})
+    im = ax_t.imshow(np.ma.masked_invalid(grid), cmap="Reds", aspect="auto", vmin=0)
+    for i, w in enumerate(words):
+        ax_t.text(i % per_row, i // per_row, w, ha="center", va="center", fontsize=6.5)
+    ax_t.set_xticks([])
+    ax_t.set_yticks([])
+    ax_t.set_title("code [CLS] -> word pieces (attn_code_to_text)", fontsize=9)
+    fig.colorbar(im, ax=ax_t, fraction=0.025, pad=0.01)
+    cw = np.asarray(code_weights, dtype=float).reshape(1, -1) if len(codes) else np.full((1, 1), np.nan)
+    im2 = ax_c.imshow(np.ma.masked_invalid(cw), cmap="Blues", aspect="auto", vmin=0)
+    ax_c.set_xticks(range(code_cols))
+    ax_c.set_xticklabels(list(codes) or [""], rotation=60, ha="right", fontsize=7)
+    ax_c.set_yticks([])
+    ax_c.set_title("note [CLS] -> codes (attn_text_to_code)", fontsize=9)
+    fig.colorbar(im2, ax=ax_c, fraction=0.025, pad=0.01)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = _save_fig(fig, path)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["ReportTable", "table_iii", "parse_markdown_table", "comparison_sentences", "oracle_fraction",
+           "plot_training_ratio", "plot_attention", "write_text", "write_json", "column", "ORACLE_ROW",
+           "TABLE_METRICS"]

@@ -1,0 +1,389 @@
+"""The MedM-PLM results experiment: models x tasks x seeds -> Table III, Figure 4, Figure 5.
+
+    medmm experiment medm-plm --data DATASET --pretrained DIR --seeds 3 [--models ...] [--tasks ...] --out OUT
+
+    run_medm_plm_experiment(data_dir, out_dir, assets, models, tasks, seeds) -> OUT/report.md
+
+What runs:
+1. the visit records are read and every note is tokenised ONCE; each task's samples and
+   tensors are built once and shared by every model and seed (`medmm.recipes.finetune`);
+2. every (model, task, seed) is fine-tuned with early stopping on validation and scored once on
+   test (Table III); a progress line per run gives its primary metric and the elapsed time;
+3. Figure 4: `ratio_models` on `ratio_task` trained on each fraction of the training set (the
+   100 % point reuses the Table III runs);
+4. Figure 5: the cross-modal attention of the fine-tuned MedM-PLM readmission model (first seed)
+   on one test visit: the highest-scored true positive with a note.
+
+Oracle (synthetic data only). The generator saves every admission's true 30-day readmission
+probability (`ground_truth/visits.parquet`: HADM_ID, p_readmit_30d). Scored on the SAME test
+samples it is the Bayes-optimal ranking, so its AUROC is the ceiling; each model's
+(AUROC - 0.5) / (oracle AUROC - 0.5) is the fraction of that margin over chance it recovers.
+Only the oracle's ranking metrics (AUROC, AUPRC) are reported: its probabilities live on the
+natural prevalence, not on the task's 1:1 undersampled one, so F1 / accuracy at 0.5 would be
+meaningless.
+
+Outputs in OUT: report.md, results.csv (Table III: <column>_mean/_std/_n), results.json (the
+table, every run's full metrics, the oracle, the Figure 4 curves, timings, the config),
+figures/training_ratio.png, figures/attention.png, runs/<task>/<model>/seed<k>[-f<frac>]/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from medmm.eval import report as R
+from medmm.eval.metrics import binary_metrics
+from medmm.recipes.finetune import FinetuneConfig, TaskData, load_records, predict, prepare_task, run_finetune
+from medmm.tasks.featurize import Collator, NoteTokens
+from medmm.tasks.spec import TASK_NAMES
+
+DEFAULT_MODELS = ("lr", "gbert", "clinicalbert", "gbert+clinicalbert", "medm-plm-cross_modal", "medm-plm")
+
+
+@dataclass
+class ExperimentConfig:
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    ratio_task: str = "readmission"  # Figure 4
+    ratio_models: list[str] = field(default_factory=lambda: ["lr", "medm-plm"])  # those also in `models`
+    ours: str = "medm-plm"  # the model the honest-comparison sentences are about; Figure 5's model
+    attention_task: str = "readmission"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ground truth (synthetic data)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None) -> Path | None:
+    """`ground_truth/visits.parquet` of the synthetic raw directory this dataset was prepared from.
+
+    With `raw_dir` given it must hold the file. Otherwise the sibling directories of `data_dir`
+    are searched for one whose ADMISSIONS file has the content hash recorded in the dataset's
+    manifest, so a ground truth of some other cohort is never used.
+    """
+    if raw_dir is not None:
+        p = Path(raw_dir) / "ground_truth" / "visits.parquet"
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no generator ground truth (is {raw_dir} a `medmm synth` directory?)")
+        return p
+    data_dir = Path(data_dir)
+    manifest = data_dir / "manifest.json"
+    if not manifest.is_file():
+        return None
+    inputs = json.loads(manifest.read_text()).get("inputs", {})
+    adm = {k: v.get("sha256") for k, v in inputs.items() if k.upper().startswith("ADMISSIONS")}
+    if not adm:
+        return None
+    for cand in sorted(data_dir.resolve().parent.iterdir()):
+        gt = cand / "ground_truth" / "visits.parquet"
+        if not gt.is_file():
+            continue
+        if all((cand / name).is_file() and _sha256(cand / name) == h for name, h in adm.items()):
+            return gt
+    return None
+
+
+def oracle_readmission(td: TaskData, gt_path: Path) -> dict[str, float]:
+    """AUROC / AUPRC of the generator's true p_readmit_30d on the readmission test samples."""
+    gt = pl.read_parquet(gt_path, columns=["HADM_ID", "p_readmit_30d"])
+    test = td.splits["test"]
+    df = test.meta.with_row_index("i").join(gt, left_on="visit_id", right_on="HADM_ID", how="left")
+    missing = df.filter(pl.col("p_readmit_30d").is_null())
+    if missing.height:
+        raise ValueError(f"{gt_path}: column p_readmit_30d has no row for HADM_ID {missing['visit_id'][0]} "
+                         f"({missing.height} test admissions missing); is it this dataset's ground truth?")
+    p = df.sort("i")["p_readmit_30d"].to_numpy().astype(np.float64)
+    m = binary_metrics(test.labels, p)
+    # Ranking metrics only: the generator's probabilities are on the natural prevalence, not the
+    # task's 1:1 undersampled one, so a 0.5 threshold on them says nothing about the oracle.
+    return {"auroc": m["auroc"], "auprc": m["auprc"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 5
+
+
+def attention_example(model: Any, td: TaskData, assets: Any, cfg: FinetuneConfig) -> dict[str, Any] | None:
+    """Words, codes and the two attention rows of one test visit (highest-scored true positive)."""
+    test = td.splits["test"]
+    collate = Collator(td.spec, text=True, codes=True)
+    probs, extra = predict(model, test, collate, cfg.eval_batch_size, keys=("attn_code_to_text", "attn_text_to_code"))
+    if not extra["attn_code_to_text"] or not extra["attn_text_to_code"]:
+        return None
+    has_note = np.array([len(test[i]["input_ids"]) > 0 for i in range(len(test))])
+    y = test.labels.reshape(len(test), -1)[:, 0]
+    score = np.where(has_note, probs.reshape(len(test), -1)[:, 0] + (y > 0), -np.inf)
+    i = int(np.argmax(score))
+    if not np.isfinite(score[i]):
+        return None
+    s = test[i]
+    words = assets.tokenizer.convert_ids_to_tokens(s["input_ids"])
+    vocab = assets.code_config.vocab()
+    codes = [vocab[c] for c in s["code_ids"]]
+    return {"visit_id": int(test.meta["visit_id"][i]), "label": float(y[i]), "prob": float(probs.reshape(-1)[i]),
+            "words": words, "word_weights": extra["attn_code_to_text"][i][: len(words)].tolist(),
+            "codes": codes, "code_weights": extra["attn_text_to_code"][i][: len(codes)].tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment
+
+
+def _log(t0: float, msg: str) -> None:
+    print(f"[experiment {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: Any,
+                            models: Sequence[str] = DEFAULT_MODELS, tasks: Sequence[str] = TASK_NAMES,
+                            seeds: int | Sequence[int] = 3, train_ratios: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
+                            cfg: ExperimentConfig | None = None, raw_dir: str | Path | None = None) -> Path:
+    """Run models x tasks x seeds (+ Figure 4 ratios) and write the report; return report.md's path."""
+    cfg = cfg or ExperimentConfig()
+    ft = cfg.finetune
+    models, tasks = list(dict.fromkeys(models)), list(dict.fromkeys(tasks))
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    for t in tasks:
+        if t not in TASK_NAMES:
+            raise KeyError(f"unknown task {t!r}; choose from {', '.join(TASK_NAMES)}")
+    if not models or not tasks or not seeds:
+        raise ValueError("run_medm_plm_experiment: models, tasks and seeds must be non-empty")
+    from medmm.models import downstream
+
+    for m in models:
+        downstream.model_inputs(m)  # unknown names fail here, before any training
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    records = load_records(data_dir)
+    notes = NoteTokens.build(records, assets.tokenizer, ft.max_text_len)
+    timings["tokenise_s"] = round(time.perf_counter() - t0, 2)
+    _log(t0, f"{records.height} visits, {sum(1 for v in notes.ids.values() if v)} notes tokenised "
+             f"(max {ft.max_text_len} word pieces)")
+    task_data: dict[str, TaskData] = {}
+    for t in tasks:
+        task_data[t] = prepare_task(t, records, assets, ft, notes)
+        n = {s: len(d) for s, d in task_data[t].splits.items()}
+        _log(t0, f"task {t}: {n['train']}/{n['val']}/{n['test']} train/val/test samples, "
+                 f"{task_data[t].spec.num_labels} label(s)")
+    timings["featurise_s"] = round(time.perf_counter() - t0 - timings["tokenise_s"], 2)
+
+    ratios = sorted({float(r) for r in train_ratios} | {1.0})
+    ratio_models = [m for m in cfg.ratio_models if m in models] if cfg.ratio_task in tasks else []
+    jobs = [(t, m, s, 1.0) for t in tasks for m in models for s in seeds]
+    jobs += [(cfg.ratio_task, m, s, r) for m in ratio_models for r in ratios if r < 1.0 for s in seeds]
+    runs: list[dict[str, Any]] = []
+    attention: dict[str, Any] | None = None
+    t_ft = time.perf_counter()
+    for k, (t, m, s, r) in enumerate(jobs, 1):
+        run_dir = out / "runs" / t / m.replace("+", "_plus_") / (f"seed{s}" + (f"-f{r:g}" if r < 1 else ""))
+        want_attn = attention is None and m == cfg.ours and t == cfg.attention_task and r == 1.0
+        t_run = time.perf_counter()
+        res, model, _ = run_finetune(m, task_data[t], None, assets, ft, run_dir, seed=s, train_fraction=r,
+                                     keep_model=want_attn)
+        if want_attn and model is not None:
+            attention = attention_example(model, task_data[t], assets, ft)
+        del model
+        runs.append(res)
+        sel = res["selection_metric"]
+        _log(t0, f"[{k}/{len(jobs)}] {m} / {t} / seed {s}" + (f" / {r:.0%} of train" if r < 1 else "")
+                 + f": test {sel} {_fmt(res['metrics'].get(sel))}, val {_fmt(res['best_val'].get(sel))}, "
+                   f"{res['steps']} steps, {time.perf_counter() - t_run:.1f}s")
+    timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
+
+    # Oracle on the readmission test samples (synthetic data with a ground truth only).
+    oracle: dict[str, dict[str, float]] = {}
+    gt = find_ground_truth(data_dir, raw_dir) if "readmission" in tasks else None
+    if gt is not None:
+        oracle["readmission"] = oracle_readmission(task_data["readmission"], gt)
+        _log(t0, f"oracle (generator truth, {gt}): test AUROC {_fmt(oracle['readmission']['auroc'])}")
+
+    _write_outputs(out, runs, models, tasks, seeds, ratios, ratio_models, cfg, oracle, attention, timings,
+                   task_data, data_dir, gt, t0)
+    timings["total_s"] = round(time.perf_counter() - t0, 2)
+    _log(t0, f"report: {out / 'report.md'}")
+    return out / "report.md"
+
+
+def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[str], seeds: list[int],
+                   ratios: list[float], ratio_models: list[str], cfg: ExperimentConfig,
+                   oracle: dict[str, dict[str, float]], attention: dict | None, timings: dict[str, float],
+                   task_data: dict[str, TaskData], data_dir: Any, gt: Path | None, t0: float) -> None:
+    full = [r for r in runs if r["train_fraction"] == 1.0]
+    per_seed = {m: {t: [r["metrics"] for r in full if r["model"] == m and r["task"] == t] for t in tasks}
+                for m in models}
+    table = R.table_iii(per_seed, tasks, oracle=oracle or None)
+    sentences = R.comparison_sentences(per_seed, tasks, ours=cfg.ours)
+
+    curves = {m: {f: [r["metrics"]["auroc"] for r in runs if r["model"] == m and r["task"] == cfg.ratio_task
+                      and r["train_fraction"] == f] for f in ratios} for m in ratio_models}
+    curves = {m: {f: v for f, v in c.items() if v} for m, c in curves.items()}
+    figs = out / "figures"
+    fig_notes = []
+    if curves:
+        R.plot_training_ratio(curves, figs / "training_ratio.png",
+                              oracle=oracle.get(cfg.ratio_task, {}).get("auroc"), task=cfg.ratio_task)
+    else:
+        fig_notes.append(f"Figure 4 not drawn: none of {cfg.ratio_models} was run on {cfg.ratio_task}.")
+    if attention is not None:
+        R.plot_attention(attention["words"], attention["word_weights"], attention["codes"],
+                         attention["code_weights"], figs / "attention.png",
+                         title=f"{cfg.ours}, {cfg.attention_task}: test visit {attention['visit_id']} "
+                               f"(label {attention['label']:.0f}, p = {attention['prob']:.2f})")
+    else:
+        fig_notes.append(f"Figure 5 not drawn: no fine-tuned {cfg.ours} {cfg.attention_task} model returned "
+                         "cross-modal attention.")
+
+    timing_rows = {}
+    for r in runs:
+        key = (r["model"], r["task"])
+        timing_rows.setdefault(key, []).append(r["wall_time_s"])
+
+    md = ["# MedM-PLM experiment: Table III on this dataset", ""]
+    md.append(f"Dataset: `{data_dir}`. Seeds: {', '.join(map(str, seeds))} (fixed patient split, seed "
+              f"{cfg.finetune.split_seed}; the seed varies initialisation, dropout and data order). "
+              "Each cell is the TEST metric of the best validation checkpoint, mean (std) over seeds, in %; "
+              "std is '-' with a single seed.")
+    md.append("")
+    sizes = ", ".join(f"{t}: {len(td.splits['train'])}/{len(td.splits['val'])}/{len(td.splits['test'])}"
+                      for t, td in task_data.items())
+    md.append(f"Samples (train/val/test): {sizes}. Model selection: validation "
+              + ", ".join(f"{t} {cfg.finetune.selection_metric.get(t, 'auroc')}" for t in tasks)
+              + "; F1 / Acc for multi-label tasks are micro-F1 and element-wise accuracy at 0.5.")
+    md += ["", "## Table III", "", table.markdown.rstrip(), ""]
+    if oracle:
+        o = oracle["readmission"]
+        md.append(f"The oracle row scores the generator's true 30-day readmission probability on the same test "
+                  f"admissions (Bayes-optimal ranking; AUROC {100 * o['auroc']:.2f}); '% of oracle margin' is "
+                  "(AUROC - 50) / (oracle AUROC - 50) per seed.")
+        md.append("")
+    elif "readmission" in tasks:
+        md += ["No generator ground truth was found beside the dataset, so there is no oracle row.", ""]
+    if sentences:
+        md += ["## How MedM-PLM compares (test AUROC)", ""] + [f"* {s}" for s in sentences] + [""]
+    md += ["## Figures", ""]
+    if curves:
+        md.append(f"* Figure 4, `figures/training_ratio.png`: test AUROC on {cfg.ratio_task} vs the fraction "
+                  f"of the training set ({', '.join(f'{f:g}' for f in ratios)}) for {', '.join(ratio_models)}.")
+    if attention is not None:
+        md.append(f"* Figure 5, `figures/attention.png`: cross-modal attention of the fine-tuned {cfg.ours} "
+                  f"on test visit {attention['visit_id']}.")
+    md += [f"* {n}" for n in fig_notes] + [""]
+    md += ["## Timings", "", "| model | task | runs (incl. Figure 4) | seconds (total) |", "|---|---|---:|---:|"]
+    for (m, t), secs in timing_rows.items():
+        md.append(f"| {m} | {t} | {len(secs)} | {sum(secs):.1f} |")
+    md += ["", f"Tokenise {timings['tokenise_s']:.1f}s, featurise {timings['featurise_s']:.1f}s, "
+               f"fine-tune {timings['finetune_s']:.1f}s, total {time.perf_counter() - t0:.1f}s.", ""]
+
+    R.write_text(out / "report.md", "\n".join(md))
+    R.write_text(out / "results.csv", table.csv)
+    R.write_json(out / "results.json", {
+        "table": table.data, "oracle": oracle, "comparisons": sentences,
+        "training_ratio": {m: {f"{f:g}": v for f, v in c.items()} for m, c in curves.items()},
+        "attention": attention, "runs": runs, "timings": timings,
+        "ground_truth": None if gt is None else str(gt),
+        "config": dataclasses.asdict(cfg), "models": models, "tasks": tasks, "seeds": seeds,
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI glue
+
+
+def resolve_assets(pretrained: str | Path, text_path: str | Path | None = None,
+                   gbert_path: str | Path | None = None) -> Any:
+    """Assets from a directory holding the pre-trained models, found by their config.json.
+
+    `pretrained` may itself be a MedM-PLM directory, or hold one anywhere up to three levels down
+    (e.g. the `medmm pretrain medm-plm` run dir with model/). Likewise the text-MLM BERT (the
+    ClinicalBERT stand-in, model_type "bert", outside the MedM-PLM directory) and a code-only
+    G-BERT (model_type "medmm-code-encoder"), unless given explicitly. Exactly one MedM-PLM must
+    be found; more than one of a kind is an error listing them.
+    """
+    from medmm.models.assets import Assets
+    from medmm.models.pretrained import CODE_ENCODER, MEDM_PLM, MEDM_PLM_PRETRAINING
+
+    root = Path(pretrained)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--pretrained {root}: not a directory")
+    found: dict[str, list[Path]] = {"plm": [], "bert": [], "code": []}
+    for cfg_file in sorted([root / "config.json", *root.glob("*/config.json"), *root.glob("*/*/config.json"),
+                            *root.glob("*/*/*/config.json")]):
+        if not cfg_file.is_file() or "checkpoints" in cfg_file.parts:
+            continue
+        try:
+            kind = json.loads(cfg_file.read_text()).get("model_type")
+        except (json.JSONDecodeError, OSError):
+            continue
+        d = cfg_file.parent
+        if kind in (MEDM_PLM, MEDM_PLM_PRETRAINING):
+            found["plm"].append(d)
+        elif kind == "bert":
+            found["bert"].append(d)
+        elif kind == CODE_ENCODER:
+            found["code"].append(d)
+    plms = found["plm"]
+    if len(plms) != 1:
+        raise FileNotFoundError(f"--pretrained {root}: expected one MedM-PLM directory (config.json model_type "
+                                f"'medm-plm'), found {len(plms)}: {[str(p) for p in plms]}")
+    plm = plms[0]
+    berts = [b for b in found["bert"] if plm not in b.parents]  # not the MedM-PLM's own text/ tower
+    if text_path is None and len(berts) > 1:
+        raise ValueError(f"--pretrained {root}: several text BERT directories {[str(b) for b in berts]}; "
+                         "name one with --text")
+    if gbert_path is None and len(found["code"]) > 1:
+        raise ValueError(f"--pretrained {root}: several G-BERT directories {[str(c) for c in found['code']]}; "
+                         "name one with --gbert")
+    text = text_path if text_path is not None else (berts[0] if berts else None)
+    gbert = gbert_path if gbert_path is not None else (found["code"][0] if found["code"] else None)
+    return Assets.from_medm_plm(plm, text_path=text, gbert_path=gbert)
+
+
+def main_experiment(args: dict[str, Any]) -> Path:
+    """`medmm experiment medm-plm`: args = {"data", "pretrained", "out", "seeds" (int), optional
+    "models" (list), "tasks" (list), "config" (YAML of ExperimentConfig), "overrides" (list of
+    dotted key=value), "raw" (synthetic raw dir for the oracle), "text", "gbert", "ratios" (list)}."""
+    from medmm.config import load_config, save_config
+
+    unknown = set(args) - {"data", "pretrained", "out", "seeds", "models", "tasks", "config", "overrides", "raw",
+                           "text", "gbert", "ratios"}
+    if unknown:
+        raise KeyError(f"main_experiment: unknown argument(s) {sorted(unknown)}")
+    cfg = load_config(args.get("config"), args.get("overrides") or [], ExperimentConfig)
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "experiment.yaml")
+    assets = resolve_assets(args["pretrained"], args.get("text"), args.get("gbert"))
+    seeds = args.get("seeds", 3)
+    return run_medm_plm_experiment(args["data"], out, assets, models=args.get("models") or DEFAULT_MODELS,
+                                   tasks=args.get("tasks") or TASK_NAMES, seeds=seeds,
+                                   train_ratios=args.get("ratios") or (0.1, 0.25, 0.5, 1.0), cfg=cfg,
+                                   raw_dir=args.get("raw"))
+
+
+__all__ = ["ExperimentConfig", "run_medm_plm_experiment", "main_experiment", "resolve_assets",
+           "find_ground_truth", "oracle_readmission", "attention_example", "DEFAULT_MODELS"]

@@ -1,0 +1,213 @@
+"""Featurizer (contract batch layout), fine-tune recipe and the MedM-PLM experiment end to end.
+
+Data: 150 synthetic patients (`medmm synth` + `prepare`, ~3 s). Assets: a WordPiece tokenizer
+trained on those notes and a randomly initialised tiny MedM-PLM (hidden 16 / 32) saved with
+`save_pretrained`, so the real registry's "lr" and "medm-plm" run in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from medmm.eval.aggregate import format_mean_std
+from medmm.eval.report import ORACLE_ROW, parse_markdown_table
+from medmm.recipes.finetune import FinetuneConfig, load_records, prepare_task, train_subset
+from medmm.tasks.featurize import Collator, NoteTokens
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from medmm.data.sources import prepare
+    from medmm.data.synth import generate
+    from medmm.models.assets import Assets
+    from medmm.models.medm_plm import MedMPLM, MedMPLMConfig
+    from medmm.models.pretrained import save_pretrained
+    from medmm.models.text import TextEncoderConfig
+    from medmm.models.tokenizer import train_wordpiece
+    from medmm.recipes.pretrain import CodeTowerRecipe, code_encoder_config, code_vocabularies
+
+    root = tmp_path_factory.mktemp("exp")
+    raw, data = root / "raw", root / "dataset"
+    generate(raw, n_patients=150, seed=0, card=False)
+    prepare("mimic3", raw, data, mappings={"dir": raw / "mappings"}, progress=False, include_labs=False)
+    records = load_records(data)
+    tok = train_wordpiece(records["text"].drop_nulls().to_list(), vocab_size=400, min_frequency=1)
+    dx, med = code_vocabularies(records, 1)
+    code = code_encoder_config(dx, med, CodeTowerRecipe(embed_dim=8, gat_heads=2, num_layers=1, num_heads=2,
+                                                        intermediate_size=32))
+    text = TextEncoderConfig(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    torch.manual_seed(0)
+    plm = MedMPLM(MedMPLMConfig(text=text, code=code))
+    pre = root / "pretrained"
+    save_pretrained(plm, pre / "medm-plm" / "model", tokenizer=tok)
+    save_pretrained(plm.text, pre / "text-mlm" / "text", tokenizer=tok)
+    assets = Assets.from_medm_plm(pre / "medm-plm" / "model", text_path=pre / "text-mlm" / "text")
+    return {"root": root, "raw": raw, "data": data, "records": records, "assets": assets, "pretrained": pre}
+
+
+def small_cfg() -> FinetuneConfig:
+    cfg = FinetuneConfig(max_text_len=48, max_history=2, num_threads=1)
+    cfg.train.epochs = 2
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Featurizer
+
+
+def test_notes_are_tokenised_once_truncated_and_cls_first(world):
+    notes = NoteTokens.build(world["records"], world["assets"].tokenizer, max_text_len=48)
+    tok = world["assets"].tokenizer
+    with_text = world["records"].filter(pl.col("text").is_not_null())["visit_id"].to_list()
+    without = world["records"].filter(pl.col("text").is_null())["visit_id"].to_list()
+    assert all(1 < len(notes[v]) <= 48 and notes[v][0] == tok.cls_token_id for v in with_text)
+    assert all(notes[v] == [] for v in without)  # no fake note for a visit without one
+    with pytest.raises(KeyError, match="visit_id -1"):
+        notes[-1]
+
+
+@pytest.mark.parametrize("task", ["readmission", "icd_coding"])
+def test_single_visit_batches(world, task):
+    td = prepare_task(task, world["records"], world["assets"], small_cfg())
+    spec, ds = td.spec, td.splits["train"]
+    batch = Collator(spec)([ds[i] for i in range(5)])
+    K = spec.num_labels
+    expected = {"input_ids", "attention_mask", "code_ids", "code_mask", "labels"}
+    assert set(batch) == expected
+    B, L_T = batch["input_ids"].shape
+    assert B == 5 and L_T <= 48 and batch["code_ids"].shape[0] == 5
+    assert batch["labels"].shape == ((5,) if spec.kind == "binary" else (5, K))
+    assert batch["labels"].dtype == torch.float32
+    # padding id 0 exactly where the masks are off; [CLS] first
+    assert torch.equal(batch["attention_mask"], batch["input_ids"] != 0)
+    assert torch.equal(batch["code_mask"], batch["code_ids"] != 0)
+    assert (batch["code_ids"][:, 0] == 1).all()  # code [CLS]
+    cc = world["assets"].code_config
+    dx0, dx1 = cc.dx_range
+    has_dx = ((batch["code_ids"] >= dx0) & (batch["code_ids"] < dx1)).any()
+    assert bool(has_dx) == (task == "readmission")  # ICD coding reads medications only
+    # labels: the sample's own label set
+    s0 = td.samples.filter(pl.col("split") == "train").row(0, named=True)
+    if task == "icd_coding":
+        assert sorted(spec.label_names[j] for j in np.flatnonzero(ds.labels[0])) == sorted(s0["labels"])
+    # a model reading one modality gets only its keys
+    assert set(Collator(spec, text=False)([ds[0]])) == {"code_ids", "code_mask", "labels"}
+    assert set(Collator(spec, codes=False)([ds[0]])) == {"input_ids", "attention_mask", "labels"}
+
+
+def test_medication_history_is_strictly_earlier_and_capped(world):
+    recs = world["records"]
+    td = prepare_task("medication", recs, world["assets"], small_cfg())
+    ds = td.splits["train"]
+    batch = Collator(td.spec)([ds[i] for i in range(len(ds))])
+    assert set(batch) == {"code_ids", "code_mask", "hist_input_ids", "hist_attention_mask", "hist_code_ids",
+                          "hist_code_mask", "hist_visit_mask", "labels"}
+    B, V, L_C = batch["hist_code_ids"].shape
+    assert batch["hist_input_ids"].shape[:2] == (B, V) and batch["hist_visit_mask"].shape == (B, V)
+    assert V <= 2  # max_history
+    assert batch["labels"].shape == (B, td.spec.num_labels)
+    assert torch.equal(batch["hist_code_mask"], batch["hist_code_ids"] != 0)
+    assert torch.equal(batch["hist_attention_mask"], batch["hist_input_ids"] != 0)
+    # padded history visits are all padding
+    assert (batch["hist_code_ids"][~batch["hist_visit_mask"]] == 0).all()
+    # the current visit carries diagnoses only
+    m0 = world["assets"].code_config.med_range[0]
+    assert (batch["code_ids"] < m0).all()
+    # every history visit is one of the patient's visits admitted BEFORE the current one
+    cc, admit = world["assets"].code_config, dict(zip(recs["visit_id"].to_list(), recs["admit_time"].to_list()))
+    patient = dict(zip(recs["visit_id"].to_list(), recs["patient_id"].to_list()))
+    enc = {v: cc.encode(dx, med) for v, dx, med in zip(recs["visit_id"].to_list(), recs["dx"].to_list(),
+                                                        recs["med"].to_list())}
+    checked = 0
+    for i in range(len(ds)):
+        v = ds.meta["visit_id"][i]
+        earlier = sorted((admit[u], u) for u in admit if patient[u] == patient[v] and admit[u] < admit[v])
+        want = [enc[u] for _, u in earlier][-2:]
+        assert ds[i]["hist_code_ids"] == want
+        checked += len(want) > 1
+    assert checked > 0  # some samples had their history capped / ordered
+
+
+def test_train_subset_is_stratified_and_seeded(world):
+    td = prepare_task("readmission", world["records"], world["assets"], small_cfg())
+    full = td.splits["train"]
+    a, b = train_subset(full, 0.25, seed=0), train_subset(full, 0.25, seed=0)
+    assert len(a) == len(b) and a.meta.equals(b.meta)
+    assert 0 < a.labels.sum() < len(a)  # both classes
+    assert abs(len(a) - 0.25 * len(full)) <= 2
+    with pytest.raises(ValueError, match="train_fraction"):
+        train_subset(full, 0.0, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment end to end
+
+
+def test_experiment_end_to_end_report_matches_json(world, tmp_path):
+    from medmm.recipes.experiment import ExperimentConfig, main_experiment
+
+    out = tmp_path / "exp"
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("finetune:\n  max_text_len: 48\n  max_history: 2\n  num_threads: 1\n"
+                        "  train:\n    epochs: 2\n")
+    report = main_experiment({"data": str(world["data"]), "pretrained": str(world["pretrained"]), "out": str(out),
+                              "seeds": 1, "models": ["lr", "medm-plm"], "config": str(cfg_file),
+                              "ratios": [0.5, 1.0]})
+    assert report == out / "report.md"
+    for f in ("report.md", "results.csv", "results.json", "figures/training_ratio.png", "figures/attention.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    res = json.loads((out / "results.json").read_text())
+    assert isinstance(ExperimentConfig(), ExperimentConfig)
+    # 2 models x 3 tasks x 1 seed + 2 Figure 4 models x 1 extra ratio
+    assert len(res["runs"]) == 6 + 2
+    assert res["ground_truth"] and 0.5 < res["oracle"]["readmission"]["auroc"] <= 1.0
+
+    # Every number in the Markdown table equals the JSON's mean (std).
+    md = (out / "report.md").read_text()
+    table_md = md.split("## Table III", 1)[1].split("\n\n", 2)[1]
+    cells = parse_markdown_table(table_md)
+    data = res["table"]
+    assert set(cells) == {"lr", "medm-plm", ORACLE_ROW}
+    n_checked = 0
+    for model, metrics in data["rows"].items():
+        for col, st in metrics.items():
+            mean = math.nan if st["mean"] is None else st["mean"]
+            std = math.nan if st["std"] is None else st["std"]
+            assert cells[model][data["headers"][col]] == format_mean_std(mean, std), (model, col)
+            n_checked += 1
+    assert n_checked >= 2 * 10  # 9 metric columns + the oracle-fraction column per model
+    # ...and equals the run's own test metrics (one seed: mean = the value)
+    lr_read = next(r for r in res["runs"] if r["model"] == "lr" and r["task"] == "readmission")
+    assert data["rows"]["lr"]["readmission:auroc"]["mean"] == pytest.approx(lr_read["metrics"]["auroc"])
+    o = res["oracle"]["readmission"]["auroc"]
+    frac = data["rows"]["lr"]["readmission:oracle_frac"]["mean"]
+    assert frac == pytest.approx((lr_read["metrics"]["auroc"] - 0.5) / (o - 0.5))
+    # the honest-comparison sentences come from the numbers
+    m_plm = data["rows"]["medm-plm"]["medication:auroc"]["mean"]
+    m_lr = data["rows"]["lr"]["medication:auroc"]["mean"]
+    assert ("On Medication, medm-plm" in md) and (("does NOT beat: lr" in md) == (m_plm <= m_lr))
+    # CSV: one row per model + the oracle
+    csv_rows = (out / "results.csv").read_text().strip().splitlines()
+    assert len(csv_rows) == 1 + 3 and csv_rows[0].startswith("model,readmission:f1_mean")
+    # per-run outputs: predictions of the test split
+    pred = pl.read_parquet(Path(lr_read["out_dir"]) / "predictions.parquet")
+    assert pred.height == lr_read["n_test"] and set(pred.columns) == {"patient_id", "visit_id", "label", "prob"}
+    assert res["attention"]["words"][0] == "[CLS]"
+    assert len(res["attention"]["words"]) == len(res["attention"]["word_weights"])
+
+
+def test_unknown_model_or_task_fails_before_training(world, tmp_path):
+    from medmm.recipes.experiment import run_medm_plm_experiment
+
+    with pytest.raises(KeyError, match="unknown downstream model"):
+        run_medm_plm_experiment(world["data"], tmp_path, world["assets"], models=["nope"], tasks=["readmission"],
+                                seeds=1)
+    with pytest.raises(KeyError, match="unknown task"):
+        run_medm_plm_experiment(world["data"], tmp_path, world["assets"], models=["lr"], tasks=["ner"], seeds=1)
