@@ -72,6 +72,24 @@ def _pretrain(a: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(a: argparse.Namespace) -> int:
+    _quiet_transformers()
+    if a.which == "medm-plm":
+        from medmm.recipes.experiment import main_experiment
+
+        report = main_experiment({"data": a.data, "pretrained": a.pretrained, "out": a.out, "seeds": a.seeds,
+                                  "models": a.models, "tasks": a.tasks, "config": a.config,
+                                  "overrides": a.overrides, "raw": a.raw, "text": a.text, "gbert": a.gbert,
+                                  "ratios": a.ratios})
+    else:
+        from medmm.recipes.ner import main_ner
+
+        report = main_ner({"data": a.data, "pretrained": a.pretrained, "out": a.out, "seeds": a.seeds,
+                           "config": a.config, "overrides": a.overrides, "raw": a.raw, "text": a.text})
+    print(f"report: {report}")
+    return 0
+
+
 def _demo(a: argparse.Namespace) -> int:
     from medmm.recipes.demo import run_demo
 
@@ -120,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoints/last")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-4 text.pretrained_path=DIR")
     s.set_defaults(func=_pretrain)
+
+    s = sub.add_parser("experiment", help="run every model on every task over seeds and write the report")
+    s.add_argument("which", choices=["medm-plm", "ner"])
+    s.add_argument("--data", required=True, help="a prepared dataset directory")
+    s.add_argument("--pretrained", required=True, help="a pre-training run or MedM-PLM model directory")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seeds", type=int, default=3)
+    s.add_argument("--models", nargs="+", help="subset of models (default: all of Table III)")
+    s.add_argument("--tasks", nargs="+", help="subset of tasks (default: all three)")
+    s.add_argument("--ratios", nargs="+", type=float, help="training fractions for Figure 4")
+    s.add_argument("--config", help="YAML experiment config")
+    s.add_argument("--raw", help="the synthetic raw directory (ground truth for the oracle row)")
+    s.add_argument("--text", help="the text-MLM tower directory (ClinicalBERT stand-in)")
+    s.add_argument("--gbert", help="a pre-trained code-only G-BERT directory")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. finetune.train.epochs=2")
+    s.set_defaults(func=_experiment)
 
     s = sub.add_parser("demo", help="the end-to-end demo on synthetic data")
     s.add_argument("--out", default="runs/demo")

@@ -30,7 +30,6 @@ figures/training_ratio.png, figures/attention.png, runs/<task>/<model>/seed<k>[-
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from medmm.data.io import sha256_file
 from medmm.eval import report as R
 from medmm.eval.metrics import binary_metrics
 from medmm.recipes.finetune import FinetuneConfig, TaskData, load_records, predict, prepare_task, run_finetune
@@ -63,14 +63,6 @@ class ExperimentConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Ground truth (synthetic data)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None) -> Path | None:
@@ -97,7 +89,7 @@ def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None) -
         gt = cand / "ground_truth" / "visits.parquet"
         if not gt.is_file():
             continue
-        if all((cand / name).is_file() and _sha256(cand / name) == h for name, h in adm.items()):
+        if all((cand / name).is_file() and sha256_file(cand / name) == h for name, h in adm.items()):
             return gt
     return None
 
