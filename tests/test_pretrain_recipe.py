@@ -89,3 +89,12 @@ def test_bad_pretrained_path_and_unknown_config_key(dataset, tmp_path):
         _run(dataset, tmp_path / "y", tmp_path / "notbert", 1)
     with pytest.raises(ValueError, match="lrr"):
         load_config(None, ["train.lrr=0.1"], P.MedMPLMRecipe)
+
+
+def test_topk_unseen_ignores_visible_codes():
+    # vocabulary offset 5, 4 codes; visit shows code 6 (index 1) and hides code 8 (index 3)
+    batch = {"code_ids": torch.tensor([[1, 6, 2]]), "code_labels": torch.tensor([[-100, -100, 8]])}
+    logits = torch.tensor([[0.0, 9.0, 5.0, 1.0]])  # the visible code scores highest
+    assert P.topk_unseen(logits, batch, offset=5, k=2) == (1, 1)  # ranks 7 then 8
+    from medmm.objectives.masked_code import masked_code_topk
+    assert masked_code_topk(logits, batch["code_labels"], 5, k=2) == (0, 1)  # plain top-2: 6, 7
