@@ -12,6 +12,12 @@ The embedding layer is one of (registry `EMBEDDINGS`):
 * ``"tower_finetune"``: the same tower trained with the tagger (the paper fine-tunes with
   lr 3e-5).
 
+Precomputed tower states. A frozen tower is a fixed function of the input, so its last hidden
+states can be computed once per window (`tower_hidden_states`) and passed in the batch as
+``hidden_states`` (B, T, E); the tower is then skipped. They equal what the tower computes in
+eval mode, so training and decoding are the same as without them, only faster across epochs
+and seeds. A fine-tuned tower changes every step, so it refuses them.
+
 The BiLSTM runs over all word pieces, so a word's later pieces still inform its first-piece
 state; the CRF then sees one position per word (the first piece, as labelled by
 `medmm.tasks.ner`), gathered into a compact (B, W) sequence with a mask, so transitions are
@@ -63,7 +69,10 @@ class ScratchEmbedding(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_token_id)
         self.out_dim = config.embed_dim
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+        if hidden_states is not None:
+            raise ValueError("embedding 'scratch' learns its own vectors; the batch must not carry 'hidden_states'")
         if input_ids.max() >= self.embed.num_embeddings:
             raise ValueError(f"token id {int(input_ids.max())} >= vocab_size {self.embed.num_embeddings}; "
                              "set BiLSTMCRFConfig.vocab_size to len(tokenizer)")
@@ -95,7 +104,17 @@ class TowerEmbedding(nn.Module):
             self.tower.eval()  # a frozen feature extractor keeps its dropout off
         return self
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+        if hidden_states is not None:
+            if not self.frozen:
+                raise ValueError("precomputed 'hidden_states' need a frozen tower (embedding 'tower_frozen'); "
+                                 "a fine-tuned tower must run on every step")
+            want = (*input_ids.shape, self.out_dim)
+            if tuple(hidden_states.shape) != want:
+                raise ValueError(f"'hidden_states' has shape {tuple(hidden_states.shape)}, expected {want} "
+                                 "(input_ids' (B, T) and the tower's hidden size)")
+            return hidden_states                                                # (B, T, E)
         T, limit = input_ids.shape[1], self.tower.config.max_position_embeddings
         if T > limit:
             raise ValueError(f"sequence length {T} > the tower's max_position_embeddings {limit}; "
@@ -105,6 +124,35 @@ class TowerEmbedding(nn.Module):
 
 
 EMBEDDINGS = {"scratch": ScratchEmbedding, "tower_frozen": TowerEmbedding, "tower_finetune": TowerEmbedding}
+
+
+@torch.no_grad()
+def tower_hidden_states(tower: nn.Module, input_ids: list[list[int]], batch_size: int = 32,
+                        pad_token_id: int = 0) -> list[torch.Tensor]:
+    """Last hidden states (T_i, E) of an eval-mode tower for each unpadded sequence of ids.
+
+    Sequences are batched by length (less padding); padding is masked out of attention and each
+    result is cut back to its sequence's length.
+    """
+    was_training = tower.training
+    tower.eval()
+    out: list[torch.Tensor | None] = [None] * len(input_ids)
+    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
+    try:
+        for k in range(0, len(order), batch_size):
+            idx = order[k:k + batch_size]
+            T = max(len(input_ids[i]) for i in idx)
+            ids = torch.full((len(idx), T), pad_token_id, dtype=torch.long)
+            am = torch.zeros(len(idx), T, dtype=torch.long)
+            for j, i in enumerate(idx):
+                ids[j, :len(input_ids[i])] = torch.tensor(input_ids[i], dtype=torch.long)
+                am[j, :len(input_ids[i])] = 1
+            h = tower(input_ids=ids, attention_mask=am).last_hidden_state                 # (b, T, E)
+            for j, i in enumerate(idx):
+                out[i] = h[j, :len(input_ids[i])].clone()
+    finally:
+        tower.train(was_training)
+    return out  # type: ignore[return-value]
 
 
 def gather_words(x: torch.Tensor, word_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +203,7 @@ class BiLSTMCRF(nn.Module):
         """Word-level emission scores (B, W, K), their mask (B, W) and the word mask (B, T)."""
         ids, am = batch["input_ids"], batch["attention_mask"]               # (B, T)
         wm = self._word_mask(batch)
-        h = self.dropout(self.embedding(ids, am))                           # (B, T, E)
+        h = self.dropout(self.embedding(ids, am, batch.get("hidden_states")))  # (B, T, E)
         lengths = am.sum(1).clamp(min=1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)

@@ -1,0 +1,568 @@
+"""The MedM-PLM NER probe (paper Table V): does multimodal pre-training hurt the text tower?
+
+    medmm experiment ner --data DATASET [--raw RAW] --text TEXT_MLM_DIR --pretrained MEDM_PLM --seeds 3 --out OUT
+
+    run_ner_experiment(data_dir, raw_dir, out_dir, text_path, medm_plm_path, seeds, cfg) -> OUT/report.md
+
+Clinical concept extraction (i2b2/VA 2010 style: problem / treatment / test mentions) is a
+text-only task, so it probes what MedM-PLM's joint pre-training did to its text tower. Three
+BiLSTM-CRF taggers (`medmm.models.bilstm_crf`), Table V's rows:
+
+1. ``BiLSTM-CRF``: a trainable embedding layer learnt from scratch;
+2. ``text-MLM``: the embedding layer replaced by the text tower pre-trained with masked language
+   modelling on the notes alone (the ClinicalBERT stand-in, `text_path`);
+3. ``MedM-PLM``: replaced by MedM-PLM's text tower (`medm_plm_path`, its ``text/``).
+
+All three read the SAME word pieces (the text-MLM tower's tokenizer; MedM-PLM's tower must have
+the same vocabulary, which it has when it was initialised from that tower), so only the vectors
+differ. The towers are frozen (default: a probe, and fast on CPU) or fine-tuned with the tagger
+(``tower: finetune``; paper lr 3e-5), set by the config.
+
+Data. The prepared dataset's ``notes`` table (cleaned, length-preserving text) joined with the
+synthetic generator's ground truth ``ground_truth/entities.parquet`` (ROW_ID = note_id), split
+8:1:1 by patient (`medmm.tasks.splits.assign_splits`, ``split_seed``), so no patient's notes are
+both trained on and tested on. ``max_train_notes`` keeps a random (``split_seed``) subset of the
+training notes, the same for every row and seed, for speed on CPU; the report states it. With
+``i2b2_dir`` set the notes are an i2b2 2010 folder pair instead (``txt/`` + ``concept/``,
+`medmm.tasks.ner.read_i2b2_dir`), split 8:1:1 by document.
+
+Protocol. Each (row, seed) is trained with the one training loop (`medmm.train.loop.Trainer`);
+after every epoch the validation notes are decoded and scored with the strict entity F1, which
+drives early stopping and picks the checkpoint; the test notes are scored once with that
+checkpoint: strict (exact span and type) precision / recall / F1 over all entities and per type.
+The seed varies initialisation, dropout and data order; the split and the training subset are
+fixed. A frozen tower's hidden states are computed once per note window and reused by every
+epoch and seed (`medmm.models.bilstm_crf.tower_hidden_states`); one tower's states are held in
+memory at a time.
+
+Outputs in OUT: report.md (rows = the three embeddings; strict P / R / F1 and F1 per type, mean
+(std) over seeds, in %), results.csv, results.json (the table, every run's test and best
+validation scores, data counts, timings, the config), runs/<row>/seed<k>/ (the loop's
+metrics.jsonl and config.yaml, test_predictions.parquet with the predicted character spans).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from medmm.eval import report as R
+from medmm.eval.aggregate import format_mean_std, mean_std, results_table
+from medmm.eval.ner_metrics import strict_entity_scores
+from medmm.tasks.ner import ENTITY_TYPES, NERDataset, NERDocument, count_orphan_entities, documents_from_frames
+from medmm.tasks.splits import SPLITS, assign_splits
+from medmm.train.loop import TrainConfig
+
+ROWS = ("BiLSTM-CRF", "text-MLM", "MedM-PLM")   # Table V: scratch, ClinicalBERT stand-in, ours
+COLUMNS = ("precision", "recall", "f1") + tuple(f"f1_{t}" for t in ENTITY_TYPES)
+HEADERS = {"precision": "P", "recall": "R", "f1": "F1", **{f"f1_{t}": f"F1 {t}" for t in ENTITY_TYPES}}
+
+
+def _default_train() -> TrainConfig:
+    # CPU-sized: at lr 1e-2 the synthetic notes are learnt within 3 epochs (measured: scratch test
+    # F1 0.986 at 5e-3 vs 0.998 at 1e-2; frozen text-MLM tower 0.89 vs 0.94).
+    return TrainConfig(epochs=3, batch_size=16, lr=1e-2, optimizer="adamw", weight_decay=0.0, grad_clip=5.0,
+                       eval_every="epoch", early_stopping_patience=1, early_stopping_metric="f1",
+                       early_stopping_mode="max", log_every=50, progress=False, deterministic=True)
+
+
+def _default_lr() -> dict[str, float]:
+    # The LSTM-CRF on a scratch or frozen embedding learns from zero; a fine-tuned tower takes
+    # the paper's 3e-5 for the whole tagger (the loop has one learning rate).
+    return {"scratch": 1e-2, "tower_frozen": 1e-2, "tower_finetune": 3e-5}
+
+
+@dataclass
+class NERExperimentConfig:
+    tower: Literal["frozen", "finetune"] = "frozen"   # how rows 2 and 3 use their text tower
+    max_length: int = 256            # word pieces per window incl. [CLS]/[SEP]; the demo towers saw 256
+    split_seed: int = 0
+    # CPU-sized caps (the demo's 2,000 patients have ~2,500 training notes); null = all notes.
+    max_train_notes: int | None = 200   # random training subset (split_seed), the same for every row and seed
+    max_eval_notes: int | None = 100    # random subset of the validation notes, and of the test notes
+    i2b2_dir: str | None = None      # i2b2 2010 folder with txt/ and concept/ instead of the synthetic notes
+    embed_dim: int = 100             # scratch embedding size
+    lstm_hidden: int = 64            # per direction; 128 costs ~2.4x the time per step on CPU
+    dropout: float = 0.5
+    train: TrainConfig = field(default_factory=_default_train)
+    lr: dict[str, float] = field(default_factory=_default_lr)   # per embedding kind; else train.lr
+    eval_batch_size: int = 32
+    precompute: bool = True          # frozen towers: compute hidden states once (same result, faster)
+    num_threads: int | None = 1      # torch intra-op threads; 1 was fastest on the shared 2-core machine
+    keep_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tower not in ("frozen", "finetune"):
+            raise ValueError(f"tower must be 'frozen' or 'finetune', got {self.tower!r}")
+        for name in ("max_train_notes", "max_eval_notes"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be a positive integer or null, got {v!r}")
+        if self.max_length < 3:
+            raise ValueError(f"max_length must be >= 3, got {self.max_length}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def find_entities(data_dir: str | Path, raw_dir: str | Path | None = None) -> Path:
+    """`ground_truth/entities.parquet` of the synthetic raw directory `data_dir` was prepared from
+    (`raw_dir`, else found beside the dataset by its manifest's input hashes)."""
+    from medmm.recipes.experiment import find_ground_truth
+
+    if raw_dir is not None:
+        p = Path(raw_dir) / "ground_truth" / "entities.parquet"
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no entity ground truth (is {raw_dir} a `medmm synth` directory?)")
+        return p
+    gt = find_ground_truth(data_dir)
+    if gt is None or not (gt.parent / "entities.parquet").is_file():
+        raise FileNotFoundError(f"{data_dir}: no generator ground truth (ground_truth/entities.parquet) found in a "
+                                "sibling raw directory with this dataset's input hashes; pass raw_dir (--raw)")
+    return gt.parent / "entities.parquet"
+
+
+@dataclass
+class NERData:
+    splits: dict[str, NERDataset]
+    source: str
+    counts: dict[str, Any]           # notes / entities / windows per split, caps, orphan entities
+
+
+def _subset(docs: list[NERDocument], cap: int | None, seed: int) -> list[NERDocument]:
+    if cap is None or len(docs) <= cap:
+        return docs
+    keep = np.sort(np.random.default_rng(seed).choice(len(docs), size=cap, replace=False))
+    return [docs[i] for i in keep]
+
+
+def load_documents(data_dir: str | Path | None, raw_dir: str | Path | None,
+                   cfg: NERExperimentConfig) -> tuple[dict[str, list[NERDocument]], str, dict[str, Any]]:
+    """Documents per split (train / val / test) before any cap, their source and counts."""
+    counts: dict[str, Any] = {}
+    if cfg.i2b2_dir is not None:
+        from medmm.tasks.ner import read_i2b2_dir
+
+        root = Path(cfg.i2b2_dir)
+        docs = read_i2b2_dir(root / "txt", root / "concept")
+        # One i2b2 note is one patient's discharge summary: a split by document is by patient.
+        split = assign_splits(np.arange(len(docs)), seed=cfg.split_seed)["split"].to_list()
+        source = f"i2b2 2010 concepts: {root}"
+    else:
+        if data_dir is None:
+            raise ValueError("run_ner_experiment: give a prepared dataset (data_dir) or cfg.i2b2_dir")
+        from medmm.data.schema import load_dataset
+
+        ent_path = find_entities(data_dir, raw_dir)
+        notes = load_dataset(data_dir).table("notes").select("note_id", "patient_id", "text").sort("note_id")
+        entities = pl.read_parquet(ent_path)
+        docs = documents_from_frames(notes, entities, keep_empty=True, source=str(ent_path))
+        counts["orphan_entities"] = count_orphan_entities(notes, entities)
+        pid = np.array([d.patient_id for d in docs], dtype=np.int64)
+        sp = assign_splits(pid, seed=cfg.split_seed)
+        of = dict(zip(sp["patient_id"].to_list(), sp["split"].to_list()))
+        split = [of[int(p)] for p in pid]
+        source = f"synthetic notes `{data_dir}` with generator spans `{ent_path}`"
+    by = {s: [d for d, x in zip(docs, split) if x == s] for s in SPLITS}
+    return by, source, counts
+
+
+def build_ner_data(data_dir: str | Path | None, raw_dir: str | Path | None, tokenizer,
+                   cfg: NERExperimentConfig) -> NERData:
+    """Split, cap and window the notes into one `NERDataset` per split."""
+    by, source, counts = load_documents(data_dir, raw_dir, cfg)
+    counts["notes_before_cap"] = {s: len(v) for s, v in by.items()}
+    by["train"] = _subset(by["train"], cfg.max_train_notes, cfg.split_seed)
+    for s in ("val", "test"):
+        by[s] = _subset(by[s], cfg.max_eval_notes, cfg.split_seed + 1)
+    empty = [s for s, v in by.items() if not v]
+    if empty:
+        raise ValueError(f"{source}: the {'/'.join(empty)} split has no notes "
+                         f"({ {s: len(v) for s, v in by.items()} }); use more patients")
+    splits = {s: NERDataset(v, tokenizer, max_length=cfg.max_length) for s, v in by.items()}
+    counts["notes"] = {s: len(v) for s, v in by.items()}
+    counts["entities"] = {s: sum(len(d.spans) for d in v) for s, v in by.items()}
+    counts["entities_by_type"] = {s: {t: sum(sp.label == t for d in v for sp in d.spans) for t in ENTITY_TYPES}
+                                  for s, v in by.items()}
+    counts["windows"] = {s: len(ds) for s, ds in splits.items()}
+    return NERData(splits, source, counts)
+
+
+class _WithStates(torch.utils.data.Dataset):
+    """An `NERDataset` whose items also carry the frozen tower's hidden states (T, E)."""
+
+    def __init__(self, ds: NERDataset, states: list[torch.Tensor]):
+        if len(states) != len(ds):
+            raise ValueError(f"{len(states)} hidden-state tensors for {len(ds)} windows")
+        self.ds, self.states = ds, states
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.ds[i], "hidden_states": self.states[i]}
+
+    def collate(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        out = self.ds.collate(batch)
+        B, T = out["input_ids"].shape
+        h = torch.zeros(B, T, batch[0]["hidden_states"].shape[-1])                     # (B, T, E)
+        for i, b in enumerate(batch):
+            h[i, :len(b["hidden_states"])] = b["hidden_states"]
+        out["hidden_states"] = h
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+@torch.no_grad()
+def predict_tags(model: nn.Module, ds: NERDataset | _WithStates, batch_size: int = 32) -> list[list[str]]:
+    """Word-level tags per document: Viterbi per window, stitched back into notes."""
+    was_training = model.training
+    model.eval()
+    base = ds.ds if isinstance(ds, _WithStates) else ds
+    preds: list[list[int]] = []
+    for k in range(0, len(ds), batch_size):
+        preds += model.decode(ds.collate([ds[i] for i in range(k, min(k + batch_size, len(ds)))]))
+    model.train(was_training)
+    return base.document_tags(preds)
+
+
+def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Strict entity P / R / F1 (micro over all entities), macro F1, P / R / F1 per type and the
+    entity counts (gold, predicted, correct).
+
+    A type with no gold and no predicted entity has an undefined F1 (NaN), not 0.
+    """
+    s = strict_entity_scores(gold, pred)
+    out = {k: float(s[k]) for k in ("precision", "recall", "f1", "macro_f1")}
+    out.update(n_gold=s["support"], n_predicted=s["predicted"], n_correct=s["tp"])
+    for t in ENTITY_TYPES:
+        pt = s["per_type"].get(t)
+        out[f"f1_{t}"] = float(pt["f1"]) if pt else math.nan
+        out[f"precision_{t}"] = float(pt["precision"]) if pt else math.nan
+        out[f"recall_{t}"] = float(pt["recall"]) if pt else math.nan
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+def _load_tower(directory: Path) -> nn.Module:
+    """The BertModel of a BERT or MedM-PLM directory, without transformers' load report (the MLM
+    head it drops and the pooler it adds are expected: the tagger uses the last hidden states)."""
+    from transformers.utils import logging as hf_logging
+
+    from medmm.models.pretrained import load_text_encoder
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return load_text_encoder(directory)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _embedding_kind(row: str, cfg: NERExperimentConfig) -> str:
+    return "scratch" if row == ROWS[0] else f"tower_{cfg.tower}"
+
+
+def run_one(row: str, kind: str, data: NERData, tokenizer, tower_dir: Path | None, cfg: NERExperimentConfig,
+            out: Path, seed: int, states: dict[str, list[torch.Tensor]] | None = None,
+            tower: nn.Module | None = None) -> dict[str, Any]:
+    """Train one tagger with early stopping on validation strict F1; score the test split once."""
+    from medmm.models.bilstm_crf import BiLSTMCRF, BiLSTMCRFConfig
+    from medmm.train.checkpoint import seed_everything
+    from medmm.train.loop import Trainer
+
+    t0 = time.perf_counter()
+    seed_everything(seed)  # the new layers' initialisation depends on the seed
+    if kind == "tower_finetune" or (kind == "tower_frozen" and tower is None):
+        tower = _load_tower(tower_dir)  # a fresh copy: fine-tuning changes it
+    mcfg = BiLSTMCRFConfig(tags=list(data.splits["train"].tags), embedding=kind, vocab_size=len(tokenizer),
+                           embed_dim=cfg.embed_dim, pad_token_id=data.splits["train"].pad_token_id,
+                           lstm_hidden=cfg.lstm_hidden, dropout=cfg.dropout)
+    model = BiLSTMCRF(mcfg, tower=None if kind == "scratch" else tower)
+    ds = {s: (_WithStates(d, states[s]) if states is not None else d) for s, d in data.splits.items()}
+    tcfg = dataclasses.replace(cfg.train, seed=seed, lr=cfg.lr.get(kind, cfg.train.lr),
+                               early_stopping_metric="f1", early_stopping_mode="max")
+    val_gold = data.splits["val"].gold
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        return ner_scores(val_gold, predict_tags(m, ds["val"], cfg.eval_batch_size))
+
+    run_config = {"row": row, "embedding": kind, "tower": None if tower_dir is None else str(tower_dir),
+                  "seed": seed, "ner": dataclasses.asdict(dataclasses.replace(cfg, train=tcfg))}
+    fit = Trainer(model, ds["train"], tcfg, out, collate_fn=ds["train"].collate, evaluate=evaluate,
+                  run_config=run_config).fit(overwrite=True)
+    # The loop restored the best validation checkpoint; the test split is scored once.
+    test = data.splits["test"]
+    pred = predict_tags(model, ds["test"], cfg.eval_batch_size)
+    metrics = ner_scores(test.gold, pred)
+    _save_predictions(out / "test_predictions.parquet", test, pred)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    result = {"row": row, "embedding": kind, "seed": seed, "metrics": metrics, "best_val": fit.best_metrics,
+              "best_step": fit.best_step, "steps": fit.global_step, "epochs": fit.epoch,
+              "stopped_early": fit.stopped_early, "lr": tcfg.lr, "train_time_s": fit.wall_time_s,
+              "wall_time_s": round(time.perf_counter() - t0, 3), "out_dir": str(out)}
+    R.write_json(out / "result.json", result)
+    return result
+
+
+def _save_predictions(path: Path, ds: NERDataset, doc_tags: list[list[str]]) -> None:
+    rows = [(str(d.doc_id), sp.start, sp.end, sp.label, d.text[sp.start:sp.end])
+            for d, spans in zip(ds.documents, ds.predicted_spans(doc_tags)) for sp in spans]
+    df = pl.DataFrame(rows, schema={"doc_id": pl.String, "start": pl.Int64, "end": pl.Int64, "label": pl.String,
+                                    "text": pl.String}, orient="row")
+    tmp = path.with_suffix(".parquet.tmp")
+    df.write_parquet(tmp)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment
+
+
+def _log(t0: float, msg: str) -> None:
+    print(f"[ner {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _same_vocabulary(tokenizer, medm_plm_path: Path) -> None:
+    from medmm.models.pretrained import read_config
+    from medmm.models.tokenizer import load_tokenizer
+
+    d = medm_plm_path
+    if (d / "text").is_dir() and read_config(d)["model_type"] != "bert":
+        d = d / "text"
+    try:
+        other = load_tokenizer(d)
+    except FileNotFoundError:
+        n = json.loads((d / "config.json").read_text()).get("vocab_size")
+        if n != len(tokenizer):
+            raise ValueError(f"{d}: the MedM-PLM text tower has vocab_size {n} but the text-MLM tokenizer "
+                             f"has {len(tokenizer)} tokens; the rows must read the same word pieces") from None
+        return
+    if other.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"{d}: the MedM-PLM tower's vocabulary differs from the text-MLM tower's; the three rows "
+                         "must read the same word pieces (initialise MedM-PLM's text tower from the text-MLM one)")
+
+
+def run_ner_experiment(data_dir: str | Path | None, raw_dir: str | Path | None, out_dir: str | Path,
+                       text_path: str | Path, medm_plm_path: str | Path, seeds: int | Sequence[int] = 3,
+                       cfg: NERExperimentConfig | None = None) -> Path:
+    """Train the three rows x seeds, score them, write the report; return report.md's path."""
+    from medmm.models.bilstm_crf import tower_hidden_states
+    from medmm.models.tokenizer import load_tokenizer
+
+    cfg = cfg or NERExperimentConfig()
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise ValueError("run_ner_experiment: seeds must be non-empty")
+    text_path, medm_plm_path = Path(text_path), Path(medm_plm_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    prev_threads = torch.get_num_threads()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        tokenizer = load_tokenizer(text_path)
+        _same_vocabulary(tokenizer, medm_plm_path)
+        data = build_ner_data(data_dir, raw_dir, tokenizer, cfg)
+        timings["data_s"] = round(time.perf_counter() - t0, 2)
+        c = data.counts
+        _log(t0, f"notes train/val/test {c['notes']['train']}/{c['notes']['val']}/{c['notes']['test']} "
+                 f"(train before cap {c['notes_before_cap']['train']}), windows {c['windows']}, "
+                 f"entities {c['entities']}")
+
+        towers = {ROWS[0]: None, ROWS[1]: text_path, ROWS[2]: medm_plm_path}
+        runs: list[dict[str, Any]] = []
+        timings["precompute_s"] = 0.0
+        for row, tower_dir in towers.items():
+            kind = _embedding_kind(row, cfg)
+            tower, states = None, None
+            if kind == "tower_frozen":
+                tower = _load_tower(tower_dir)
+                if cfg.precompute:
+                    tp = time.perf_counter()
+                    states = {s: tower_hidden_states(tower, [w.input_ids for w in ds.windows], cfg.eval_batch_size,
+                                                     ds.pad_token_id) for s, ds in data.splits.items()}
+                    timings["precompute_s"] += round(time.perf_counter() - tp, 2)
+                    _log(t0, f"{row}: tower hidden states of {sum(len(v) for v in states.values())} windows "
+                             f"in {time.perf_counter() - tp:.1f}s")
+            for k, seed in enumerate(seeds, 1):
+                run_dir = out / "runs" / row.lower() / f"seed{seed}"
+                res = run_one(row, kind, data, tokenizer, tower_dir, cfg, run_dir, seed, states, tower)
+                runs.append(res)
+                _log(t0, f"{row} ({kind}) seed {seed}: test strict F1 {res['metrics']['f1']:.4f}, "
+                         f"val {res['best_val'].get('f1', float('nan')):.4f}, {res['steps']} steps, "
+                         f"{res['wall_time_s']:.1f}s")
+            del tower, states  # one tower's hidden states in memory at a time
+        timings["train_s"] = round(time.perf_counter() - t0 - timings["data_s"], 2)
+        timings["total_s"] = round(time.perf_counter() - t0, 2)
+        _write_outputs(out, runs, data, seeds, cfg, timings, text_path, medm_plm_path)
+    finally:
+        torch.set_num_threads(prev_threads)
+    _log(t0, f"report: {out / 'report.md'}")
+    return out / "report.md"
+
+
+def tower_sentence(f1: dict[str, list[float]], ours: str = ROWS[2], ref: str = ROWS[1],
+                   scratch: str = ROWS[0]) -> str:
+    """Whether multimodal pre-training hurt the text tower: `ours` vs `ref` test strict F1, read
+    against one standard deviation (the larger of the two rows')."""
+    (mo, so), (mr, sr) = mean_std(f1[ours]), mean_std(f1[ref])
+    diff = mo - mr
+    a, b = f"{ours} {format_mean_std(mo, so)}", f"{ref} {format_mean_std(mr, sr)}"
+    stds = [s for s in (so, sr) if not math.isnan(s)]
+    spread = max(stds) if stds else math.nan
+    if math.isnan(diff):
+        verdict = f"Strict F1 is undefined for {ours} or {ref}, so no comparison is made."
+    elif math.isnan(spread):
+        verdict = (f"With one seed no spread was measured: {a} vs {b} ({100 * diff:+.2f} points), so whether "
+                   "multimodal pre-training hurt the text tower on this unimodal task cannot be told apart from "
+                   "seed noise.")
+    elif diff < -spread:
+        verdict = (f"Multimodal pre-training HURT the text tower on this unimodal task: {a} vs {b}, "
+                   f"{100 * diff:+.2f} points, beyond one standard deviation ({100 * spread:.2f}).")
+    elif diff > spread:
+        verdict = (f"Multimodal pre-training did not hurt the text tower on this unimodal task; it helped: {a} vs "
+                   f"{b}, {100 * diff:+.2f} points, beyond one standard deviation ({100 * spread:.2f}).")
+    else:
+        verdict = (f"Multimodal pre-training neither measurably hurt nor helped the text tower on this unimodal "
+                   f"task: {a} vs {b}, {100 * diff:+.2f} points, within one standard deviation "
+                   f"({100 * spread:.2f}).")
+    if scratch in f1:
+        ms, ss = mean_std(f1[scratch])
+        better = [r for r in (ref, ours) if mean_std(f1[r])[0] > ms]
+        verdict += (f" Against the embedding learnt from scratch ({format_mean_std(ms, ss)}), "
+                    + (f"{' and '.join(better)} {'is' if len(better) == 1 else 'are'} higher in mean F1."
+                       if better else "neither tower is higher in mean F1."))
+    return verdict
+
+
+def _write_outputs(out: Path, runs: list[dict], data: NERData, seeds: list[int], cfg: NERExperimentConfig,
+                   timings: dict[str, float], text_path: Path, medm_plm_path: Path) -> None:
+    per_row = {r: {c: [x["metrics"][c] for x in runs if x["row"] == r] for c in COLUMNS} for r in ROWS}
+    md_table, csv, table = results_table(per_row, list(COLUMNS), headers=HEADERS)
+    table["headers"] = HEADERS
+    sentence = tower_sentence({r: per_row[r]["f1"] for r in ROWS})
+    c = data.counts
+    mode = "frozen (a probe of what each tower learnt)" if cfg.tower == "frozen" else \
+        f"fine-tuned with the tagger (lr {cfg.lr.get('tower_finetune', cfg.train.lr):g})"
+    md = ["# NER probe: Table V on this dataset", ""]
+    md.append(f"Notes: {data.source}. Seeds: {', '.join(map(str, seeds))} (fixed split by patient, seed "
+              f"{cfg.split_seed}; the seed varies initialisation, dropout and data order). Each cell is the TEST "
+              "strict entity score (exact span and type) of the best validation-F1 checkpoint, mean (std) over "
+              "seeds, in %; std is '-' with a single seed.")
+    md.append("")
+    capped = c["notes_before_cap"]["train"] > c["notes"]["train"]
+    md.append(f"Notes train/val/test: {c['notes']['train']}/{c['notes']['val']}/{c['notes']['test']}"
+              + (f" (training capped at a random {c['notes']['train']} of {c['notes_before_cap']['train']} notes "
+                 "for speed, `max_train_notes`; the same subset for every row and seed)" if capped else "")
+              + (f"; evaluation capped at {cfg.max_eval_notes} notes per split" if cfg.max_eval_notes else "")
+              + f". Gold entities: {c['entities']['train']}/{c['entities']['val']}/{c['entities']['test']} "
+              f"(test: " + ", ".join(f"{t} {n}" for t, n in c["entities_by_type"]["test"].items()) + "). "
+              f"Windows of at most {cfg.max_length} word pieces: {c['windows']['train']}/{c['windows']['val']}/"
+              f"{c['windows']['test']}."
+              + (f" {c['orphan_entities']} ground-truth entities belong to notes absent from the dataset and are "
+                 "not used." if c.get("orphan_entities") else ""))
+    md.append("")
+    md.append(f"Rows: BiLSTM-CRF with an embedding learnt from scratch; with the text-MLM tower (`{text_path}`, the "
+              f"ClinicalBERT stand-in); with MedM-PLM's text tower (`{medm_plm_path}`). Towers {mode}. All rows "
+              "read the same word pieces (the text-MLM tokenizer).")
+    md += ["", "## Table V", "", md_table.rstrip(), "", "## Did multimodal pre-training hurt the text tower?", "",
+           sentence, "", "## Timings", "", "| row | runs | seconds (total) | steps (mean) |", "|---|---:|---:|---:|"]
+    for r in ROWS:
+        rr = [x for x in runs if x["row"] == r]
+        md.append(f"| {r} | {len(rr)} | {sum(x['wall_time_s'] for x in rr):.1f} | "
+                  f"{np.mean([x['steps'] for x in rr]):.0f} |")
+    md += ["", f"Data {timings['data_s']:.1f}s, tower hidden states {timings['precompute_s']:.1f}s, training "
+               f"and scoring {timings['train_s']:.1f}s, total {timings['total_s']:.1f}s "
+               f"({cfg.num_threads or torch.get_num_threads()} thread(s)).", ""]
+    R.write_text(out / "report.md", "\n".join(md))
+    R.write_text(out / "results.csv", csv)
+    R.write_json(out / "results.json", {
+        "table": table, "sentence": sentence, "runs": runs, "counts": c, "source": data.source,
+        "timings": timings, "config": dataclasses.asdict(cfg), "rows": list(ROWS), "seeds": seeds,
+        "text": str(text_path), "medm_plm": str(medm_plm_path),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI glue
+
+
+def _find_model_dir(root: Path, kinds: Sequence[str], what: str) -> Path:
+    """`root` itself if its config.json has one of `kinds`, else the one such directory up to
+    three levels down (outside checkpoints/)."""
+    hits = []
+    for f in [root / "config.json", *root.glob("*/config.json"), *root.glob("*/*/config.json"),
+              *root.glob("*/*/*/config.json")]:
+        if not f.is_file() or "checkpoints" in f.relative_to(root).parts:
+            continue
+        try:
+            kind = json.loads(f.read_text()).get("model_type")
+        except (json.JSONDecodeError, OSError):
+            continue
+        if kind in kinds:
+            if f.parent == root:
+                return root
+            hits.append(f.parent)
+    if len(hits) != 1:
+        raise FileNotFoundError(f"{root}: expected one {what} directory (config.json model_type "
+                                f"{' or '.join(kinds)}), found {len(hits)}: {[str(h) for h in hits]}")
+    return hits[0]
+
+
+def main_ner(args: dict[str, Any]) -> Path:
+    """`medmm experiment ner`: args = {"data", "out", "text" (text-MLM BERT dir), "pretrained" (MedM-PLM
+    dir or a run dir holding one), optional "raw" (synthetic raw dir; default: found beside the
+    dataset), "seeds" (int, default 3), "config" (YAML of NERExperimentConfig), "overrides" (list
+    of dotted key=value)}."""
+    from medmm.config import load_config, save_config
+    from medmm.models.pretrained import MEDM_PLM, MEDM_PLM_PRETRAINING
+
+    unknown = set(args) - {"data", "raw", "text", "pretrained", "out", "seeds", "config", "overrides"}
+    if unknown:
+        raise KeyError(f"main_ner: unknown argument(s) {sorted(unknown)}")
+    for k in ("out", "text", "pretrained"):
+        if not args.get(k):
+            raise ValueError(f"main_ner: {k!r} is required")
+    cfg = load_config(args.get("config"), args.get("overrides") or [], NERExperimentConfig)
+    if args.get("data") is None and cfg.i2b2_dir is None:
+        raise ValueError("main_ner: give 'data' (a prepared dataset) or set i2b2_dir in the config")
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "ner.yaml")
+    text = Path(args["text"])
+    if not text.is_dir():
+        raise FileNotFoundError(f"--text {text}: not a directory")
+    pre = Path(args["pretrained"])
+    if not pre.is_dir():
+        raise FileNotFoundError(f"--pretrained {pre}: not a directory")
+    text = _find_model_dir(text, ("bert",), "text-MLM BERT")
+    plm = _find_model_dir(pre, (MEDM_PLM, MEDM_PLM_PRETRAINING), "MedM-PLM")
+    return run_ner_experiment(args.get("data"), args.get("raw"), out, text, plm, args.get("seeds", 3), cfg)
+
+
+__all__ = ["NERExperimentConfig", "NERData", "run_ner_experiment", "main_ner", "build_ner_data", "load_documents",
+           "find_entities", "ner_scores", "predict_tags", "tower_sentence", "run_one", "ROWS", "COLUMNS"]
