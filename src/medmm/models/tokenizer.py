@@ -59,10 +59,10 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | Path) ->
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(directory))
-    if not (directory / "vocab.txt").exists():
-        vocab = tokenizer.get_vocab()
-        ordered = sorted(vocab, key=vocab.__getitem__)
-        (directory / "vocab.txt").write_text("".join(t + "\n" for t in ordered), encoding="utf-8")
+    # Always (re)written from the tokenizer itself, so vocab.txt never disagrees with tokenizer.json.
+    vocab = tokenizer.get_vocab()
+    ordered = sorted(vocab, key=vocab.__getitem__)
+    (directory / "vocab.txt").write_text("".join(t + "\n" for t in ordered), encoding="utf-8")
 
 
 def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerBase:
