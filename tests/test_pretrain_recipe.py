@@ -98,3 +98,9 @@ def test_topk_unseen_ignores_visible_codes():
     assert P.topk_unseen(logits, batch, offset=5, k=2) == (1, 1)  # ranks 7 then 8
     from medmm.objectives.masked_code import masked_code_topk
     assert masked_code_topk(logits, batch["code_labels"], 5, k=2) == (0, 1)  # plain top-2: 6, 7
+
+
+def test_paper_config_loads():
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "medm_plm_paper.yaml", [], P.MedMPLMRecipe)
+    assert (cfg.text.freeze_layers, cfg.data.max_text_len, cfg.objective, cfg.code.embed_dim * cfg.code.gat_heads) \
+        == (10, 512, "ce", 300)
