@@ -383,3 +383,81 @@ def test_gbert_pretraining_overfits_and_initialises_gbert(assets, tmp_path):
     ref = model.encoder.state_dict()
     assert all(torch.equal(gb[k], ref[k]) for k in ref)
     assert isinstance(model.encoder, CodeEncoder)
+
+
+# ---- frozen, cached text towers and the cached ontology table -------------------------------------
+
+FROZEN_TEXT = ["clinicalbert", "gbert+clinicalbert", "medbert+clinicalbert", "medm-plm", "medm-plm-cross_modal"]
+
+
+@pytest.mark.parametrize("task", ["readmission", "icd_coding", "medication"])
+@pytest.mark.parametrize("name", FROZEN_TEXT)
+def test_cached_frozen_tower_equals_the_live_tower(assets, name, task):
+    from medmm.models.downstream import clear_note_caches, frozen_text_towers
+
+    clear_note_caches()
+    spec, full = task_batch(assets, task)
+    batch = for_model(name, full)
+    live = build(name, spec, assets).eval()  # the tower run as usual (eval: no dropout)
+    cached = build(name, spec, assets, text_frozen=True)
+    for a, b in zip(live.state_dict().values(), cached.state_dict().values()):
+        assert torch.equal(a, b)  # same weights, so only the tower's execution differs
+    (tower,) = frozen_text_towers(cached)
+    cached.train()
+    assert not tower.bert.training  # a frozen tower never runs dropout
+    assert all(not p.requires_grad for p in tower.bert.parameters())
+    cached.eval()
+    with torch.no_grad():
+        ref = live(batch)["logits"]
+        first = cached(batch)["logits"]  # cache misses: the tower runs
+        n_notes, misses = len(tower.cache), tower.cache.misses
+        second = cached(batch)["logits"]  # every note from the cache
+    assert n_notes > 0 and tower.cache.misses == misses and tower.cache.hits >= n_notes
+    torch.testing.assert_close(first, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(second, ref, rtol=1e-5, atol=1e-6)
+    # Training reaches the parts outside the tower, never the tower.
+    cached.train()
+    cached(batch)["loss"].backward()
+    assert all(p.grad is None for p in tower.bert.parameters())
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in cached.parameters())
+
+
+def test_note_cache_is_shared_by_models_with_the_same_tower_only(assets):
+    from medmm.models.downstream import clear_note_caches, frozen_text_towers, warm_note_cache
+
+    clear_note_caches()
+    spec, _ = single_batch(assets, "readmission")
+    a = frozen_text_towers(build("clinicalbert", spec, assets, text_frozen=True))[0]
+    b = frozen_text_towers(build("gbert+clinicalbert", spec, assets, text_frozen=True))[0]
+    c = frozen_text_towers(build("medm-plm", spec, assets, text_frozen=True))[0]
+    assert a.cache is b.cache  # same text-MLM tower, [CLS] only
+    assert c.cache is not a.cache  # MedM-PLM's tower: token-level Z_T
+    notes = [note(assets, i) for i in range(len(NOTES))]
+    assert warm_note_cache(a, notes + notes[:2]) == len(NOTES) and len(b.cache) == len(NOTES)
+    assert warm_note_cache(b, notes) == 0  # already there
+    ids, mask = pad(notes)
+    torch.testing.assert_close(a(ids, mask), a.live(ids, mask), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="float32' or 'float16"):
+        build("clinicalbert", spec, assets, text_frozen=True, text_cache_dtype="int8")
+
+
+def test_ontology_table_cached_in_eval_and_refreshed_after_a_weight_update():
+    enc = CodeEncoder(tiny_code_cfg())
+    enc.eval()
+    with torch.no_grad():
+        t1, t2 = enc.token_table(), enc.token_table()
+    assert t1 is t2  # computed once
+    opt = torch.optim.SGD(enc.parameters(), lr=0.5)
+    enc.train()
+    table = enc.token_table()
+    assert table.requires_grad and table is not t1  # training: recomputed with its graph
+    table.pow(2).sum().backward()
+    opt.step()  # in-place update: the cached table is now stale
+    enc.eval()
+    with torch.no_grad():
+        t3 = enc.token_table()
+        fresh = enc._compute_table()
+    assert t3 is not t1 and not torch.equal(t3, t1) and torch.equal(t3, fresh)
+    enc.load_state_dict(CodeEncoder(tiny_code_cfg()).state_dict())
+    with torch.no_grad():
+        assert torch.equal(enc.token_table(), enc._compute_table())

@@ -211,3 +211,37 @@ def test_unknown_model_or_task_fails_before_training(world, tmp_path):
                                 seeds=1)
     with pytest.raises(KeyError, match="unknown task"):
         run_medm_plm_experiment(world["data"], tmp_path, world["assets"], models=["lr"], tasks=["ner"], seeds=1)
+
+
+def test_demo_config_file_matches_the_baked_in_demo_settings():
+    from medmm.config import load_config, to_dict
+    from medmm.recipes.experiment import ExperimentConfig, demo_experiment_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "demo_experiment.yaml"
+    demo = demo_experiment_config()
+    assert to_dict(load_config(path, [], ExperimentConfig)) == to_dict(demo)
+    frozen = {m for m, o in demo.finetune.model_overrides.items() if o.get("text_frozen")}
+    assert {"clinicalbert", "gbert+clinicalbert", "medm-plm", "medm-plm-cross_modal"} <= frozen
+
+
+def test_worker_processes_and_text_cache_give_the_sequential_results(world, tmp_path):
+    """Two worker processes and frozen cached towers change the schedule, never a number."""
+    from medmm.models.downstream import clear_note_caches
+    from medmm.recipes.experiment import ExperimentConfig, run_medm_plm_experiment
+
+    cfg = small_cfg()
+    cfg.train.epochs = 1
+    cfg.model_overrides = {"clinicalbert": {"text_frozen": True}}
+    res = {}
+    for workers in (1, 2):
+        clear_note_caches()
+        out = tmp_path / f"w{workers}"
+        run_medm_plm_experiment(world["data"], out, world["assets"], models=["lr", "clinicalbert"],
+                                tasks=["readmission"], seeds=1, train_ratios=(1.0,),
+                                cfg=ExperimentConfig(finetune=cfg, workers=workers), raw_dir=world["raw"])
+        res[workers] = json.loads((out / "results.json").read_text())
+    assert res[1]["timings"]["text_cache_s"] >= 0
+    a = [(r["model"], r["metrics"]) for r in res[1]["runs"]]
+    b = [(r["model"], r["metrics"]) for r in res[2]["runs"]]
+    assert [m for m, _ in a] == ["lr", "clinicalbert"] and a == b
+    clear_note_caches()

@@ -55,8 +55,11 @@ def _summary(a: argparse.Namespace) -> int:
 
 
 def _quiet_transformers() -> None:
+    import os
+
     from transformers.utils import logging as hf_logging
 
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # reaches spawned fine-tuning workers too
     hf_logging.set_verbosity_error()  # its load reports list the MLM head that text-mlm keeps on purpose
 
 

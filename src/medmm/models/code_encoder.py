@@ -148,7 +148,27 @@ class CodeEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
 
     def token_table(self) -> torch.Tensor:
-        """Embedding of every token id. (V, H)"""
+        """Embedding of every token id. (V, H)
+
+        The ontology GAT (Eq. 1-2) depends on the weights only, not on the batch. When no gradient
+        is wanted (evaluation, or a frozen code tower) and the table is deterministic (eval mode or
+        no GAT dropout), it is computed once and reused until a weight changes: the key holds each
+        parameter's in-place version counter (bumped by optimizer steps and `load_state_dict`)
+        and storage, so a stale table is never returned.
+        """
+        params = [self.special.weight, *self.dx_ontology.parameters(), *self.med_ontology.parameters()]
+        deterministic = not self.training or self.config.gat_dropout == 0
+        if (torch.is_grad_enabled() and any(p.requires_grad for p in params)) or not deterministic:
+            return self._compute_table()
+        key = tuple((p._version, p.data_ptr(), p.device) for p in params)
+        cached = self.__dict__.get("_table_cache")  # plain attribute: never in the state dict
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, self._compute_table())
+            self.__dict__["_table_cache"] = cached
+        return cached[1]
+
+    def _compute_table(self) -> torch.Tensor:
         return torch.cat([self.special.weight, self.dx_ontology(), self.med_ontology()], dim=0)
 
     def type_ids(self, code_ids: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ file stays cheap and the baseline files can import the helpers below without a c
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import fields
@@ -131,6 +132,139 @@ def encode_rows(encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], id
 def note_rows(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(B, V) history visits that are real AND have a note (some attention-mask entry set)."""
     return batch["hist_visit_mask"].bool() & batch["hist_attention_mask"].bool().any(-1)
+
+
+# ---- frozen text tower with per-note output cache ---------------------------------------------
+
+class NoteFeatureCache:
+    """Outputs of one frozen text tower, memoised per note (keyed by the note's token ids).
+
+    `tokens=True` keeps the token-level last hidden state Z_T (L_i, H) of every note (MedM-PLM's
+    cross-modal module attends over it); `tokens=False` keeps the [CLS] vector (H,) only
+    (ClinicalBERT and the concatenation baselines read nothing else). `dtype` float32 is exactly
+    the tower's output; float16 halves the memory at ~1e-3 relative error.
+    """
+
+    def __init__(self, tokens: bool, dtype: torch.dtype = torch.float32):
+        self.tokens, self.dtype = tokens, dtype
+        self.store: dict[bytes, torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+
+_NOTE_CACHES: dict[tuple[str, bool, str], NoteFeatureCache] = {}
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-1 of a module's state (names, shapes, bytes): two towers share a cache only if equal."""
+    h = hashlib.sha1()
+    for k, v in module.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str((tuple(t.shape), t.dtype)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def note_feature_cache(tower: nn.Module, tokens: bool, dtype: str = "float32") -> NoteFeatureCache:
+    """The process-wide cache of `tower`'s outputs: shared by every model and seed of an experiment
+    that reads the same frozen tower (same weights), so each note goes through it once."""
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"text cache dtype must be 'float32' or 'float16', got {dtype!r}")
+    key = (weights_fingerprint(tower), tokens, dtype)
+    if key not in _NOTE_CACHES:
+        _NOTE_CACHES[key] = NoteFeatureCache(tokens, getattr(torch, dtype))
+    return _NOTE_CACHES[key]
+
+
+def clear_note_caches() -> None:
+    """Free every cached tower output (e.g. at the end of an experiment)."""
+    _NOTE_CACHES.clear()
+
+
+class FrozenTextTower(nn.Module):
+    """A BERT text tower used frozen: no gradient, ALWAYS in eval mode (no dropout), so its output
+    for a note is a fixed function of the note's token ids and can be computed once and cached.
+
+    (N, L) ids + mask -> last hidden state (N, L, H) (tokens=True; zeros at padding, which every
+    consumer masks) or the [CLS] vector (N, H) (tokens=False). Rows are assumed right-padded
+    (the Collator's layout); an all-padding row gives zeros. The BERT stays a submodule, so
+    its weights are still saved with the model.
+    """
+
+    def __init__(self, bert: nn.Module, tokens: bool, cache_dtype: str = "float32", cache: bool = True):
+        super().__init__()
+        self.bert = bert
+        bert.requires_grad_(False)
+        bert.eval()
+        self.tokens = tokens
+        self.cache = note_feature_cache(bert, tokens, cache_dtype) if cache else None
+
+    def train(self, mode: bool = True) -> FrozenTextTower:
+        super().train(mode)
+        self.bert.eval()  # frozen means no dropout either: the output must not depend on the mode
+        return self
+
+    @torch.no_grad()
+    def live(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The tower itself on (N, L): (N, L, H) or (N, H)."""
+        h = self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (N, L, H)
+        return h if self.tokens else h[:, 0]
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.bool().sum(1).tolist()  # right-padded: row i is ids[i, :lengths[i]]
+        if self.cache is None:
+            out = self.live(ids, mask)
+            return out * mask[..., None].to(out.dtype) if self.tokens else out
+        c = self.cache
+        cpu = ids.cpu()
+        keys = [cpu[i, :n].numpy().tobytes() for i, n in enumerate(lengths)]
+        todo = [i for i, k in enumerate(keys) if lengths[i] and k not in c.store]
+        c.hits += len(keys) - len(todo)
+        c.misses += len(todo)
+        if todo:
+            sub_ids, sub_mask = trim_padding(ids[todo], mask[todo])
+            fresh = self.live(sub_ids, sub_mask)
+            for j, i in enumerate(todo):
+                c.store[keys[i]] = (fresh[j, : lengths[i]] if self.tokens else fresh[j]).to(c.dtype).clone()
+        H = self.bert.config.hidden_size
+        N, L = ids.shape
+        out = torch.zeros((N, L, H) if self.tokens else (N, H), device=ids.device)
+        for i, (k, n) in enumerate(zip(keys, lengths)):
+            if n:
+                v = c.store[k].float()
+                if self.tokens:
+                    out[i, :n] = v
+                else:
+                    out[i] = v
+        return out
+
+
+def frozen_text_towers(model: nn.Module) -> list[FrozenTextTower]:
+    """The cached frozen text towers a downstream model reads (registered or held aside)."""
+    found = [m for m in model.modules() if isinstance(m, FrozenTextTower)]
+    found += [m.text_fn for m in model.modules() if isinstance(getattr(m, "text_fn", None), FrozenTextTower)]
+    return list({id(t): t for t in found}.values())
+
+
+@torch.no_grad()
+def warm_note_cache(tower: FrozenTextTower, notes: Iterable[list[int]], batch_size: int = 64) -> int:
+    """Run `tower` once over every distinct non-empty note (token-id lists) not yet cached, in
+    batches of similar length (little padding). Returns how many notes were computed."""
+    if tower.cache is None:
+        return 0
+    todo = {bytes(torch.tensor(n, dtype=torch.long).numpy().tobytes()): n for n in notes if len(n)}
+    todo = [n for k, n in todo.items() if k not in tower.cache.store]
+    todo.sort(key=len)
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i:i + batch_size]
+        ids = torch.zeros(len(chunk), len(chunk[-1]), dtype=torch.long)
+        for j, n in enumerate(chunk):
+            ids[j, : len(n)] = torch.tensor(n, dtype=torch.long)
+        tower(ids, ids != 0)
+    return len(todo)
 
 
 # ---- registry -----------------------------------------------------------------------------------

@@ -230,18 +230,19 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
     cfg = cfg or FinetuneConfig()
     out = Path(out_dir)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     td = task if isinstance(task, TaskData) else prepare_task(task, load_records(data), assets, cfg)
     prev_threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _run(model_name, td, assets, cfg, out, seed, train_fraction, keep_model, t0)
+        return _run(model_name, td, assets, cfg, out, seed, train_fraction, keep_model, t0, c0)
     finally:
         torch.set_num_threads(prev_threads)
 
 
 def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: Path, seed: int,
-         train_fraction: float, keep_model: bool, t0: float) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
+         train_fraction: float, keep_model: bool, t0: float, c0: float) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
     from medmm.models import downstream  # the registry, looked up at call time (tests may stand in)
 
     spec = td.spec
@@ -277,6 +278,8 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
         "best_step": fit.best_step, "steps": fit.global_step, "epochs": fit.epoch, "stopped_early": fit.stopped_early,
         "n_train": len(train_ds), "n_val": len(val_ds), "n_test": len(test_ds), "num_labels": spec.num_labels,
         "lr": tcfg.lr, "train_time_s": fit.wall_time_s, "wall_time_s": round(time.perf_counter() - t0, 3),
+        # CPU seconds of this process (all its threads): the cost on a machine shared with other jobs
+        "cpu_time_s": round(time.process_time() - c0, 3),
         "out_dir": str(out),
     }
     (out / "result.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n", encoding="utf-8")

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from transformers import BertModel
 
-from medmm.models.downstream import (MLPHead, encode_rows, make_config, masked_mean, note_rows, require,
+from medmm.models.downstream import (FrozenTextTower, MLPHead, encode_rows, make_config, masked_mean, note_rows, require,
                                      task_output, uses_history)
 from medmm.models.text import TextEncoderConfig, build_text_encoder
 
@@ -27,6 +27,8 @@ class ClinicalBERTConfig:
     freeze_layers: int = 0  # the whole tower is fine-tuned by default
     mlp_hidden: int | None = None  # None: BERT's hidden size
     dropout: float = 0.1
+    text_frozen: bool = False  # True: whole tower frozen (eval mode), [CLS] per note computed once and cached
+    text_cache_dtype: str = "float32"  # "float16" halves the cache
 
 
 def load_text_tower(assets, freeze_embeddings: bool = False, freeze_layers: int = 0,
@@ -46,13 +48,20 @@ def load_text_tower(assets, freeze_embeddings: bool = False, freeze_layers: int 
 class ClinicalBERTEncoder(nn.Module):
     """Batch -> note representation (B, H_T): the current note's [CLS], or the mean over earlier notes."""
 
-    def __init__(self, bert: BertModel, history: bool, name: str = "clinicalbert"):
+    def __init__(self, bert: BertModel, history: bool, name: str = "clinicalbert", frozen: bool = False,
+                 cache_dtype: str = "float32"):
         super().__init__()
-        self.bert, self.history, self.name = bert, history, name
+        self.history, self.name = history, name
         self.out_dim = bert.config.hidden_size
+        # Frozen: the tower is only reached through its cache wrapper (registered once, so the
+        # state dict holds each weight once).
+        self.frozen = FrozenTextTower(bert, tokens=False, cache_dtype=cache_dtype) if frozen else None
+        self.bert = None if frozen else bert
 
     def cls(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(N, L) -> [CLS] hidden state (N, H_T)"""
+        if self.frozen is not None:
+            return self.frozen(ids, mask)
         return self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state[:, 0]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -72,7 +81,8 @@ class ClinicalBERT(nn.Module):
     def __init__(self, cfg: ClinicalBERTConfig, spec, bert: BertModel):
         super().__init__()
         self.config, self.spec = cfg, spec
-        self.encoder = ClinicalBERTEncoder(bert, uses_history(spec))
+        self.encoder = ClinicalBERTEncoder(bert, uses_history(spec), frozen=cfg.text_frozen,
+                                           cache_dtype=cfg.text_cache_dtype)
         H = bert.config.hidden_size
         self.head = MLPHead(H, cfg.mlp_hidden or H, spec.num_labels, cfg.dropout)
 

@@ -31,6 +31,8 @@ class ComboConfig:
     dropout: float = 0.1
     text_freeze_embeddings: bool = False
     text_freeze_layers: int = 0
+    text_frozen: bool = False  # whole text tower frozen, [CLS] per note cached (see clinicalbert.py)
+    text_cache_dtype: str = "float32"
     gbert_checkpoint: str | None = None  # overrides assets.gbert_path
     medbert: dict[str, Any] = field(default_factory=dict)  # MedBERTConfig overrides
 
@@ -61,4 +63,5 @@ def build(spec, assets, codes: Literal["gbert", "medbert"], **overrides) -> Code
     else:
         raise ValueError(f"code encoder must be 'gbert' or 'medbert', got {codes!r}")
     bert = load_text_tower(assets, cfg.text_freeze_embeddings, cfg.text_freeze_layers, name)
-    return CodeTextConcat(cfg, spec, code_encoder, ClinicalBERTEncoder(bert, history, name))
+    return CodeTextConcat(cfg, spec, code_encoder, ClinicalBERTEncoder(bert, history, name, frozen=cfg.text_frozen,
+                                                                       cache_dtype=cfg.text_cache_dtype))

@@ -21,6 +21,12 @@ MedM-PLM pre-trained with `MedMPLMConfig.cross_modal=False`.
 A visit without a note (all-zero attention mask) gets R_code = Ẑ_C and no R_text: it is left out
 of the historical mean of R_text (Eq. 11), and in the single-visit tasks its R_text is a zero
 vector. Only visits with a note go through the text tower (flattened (B*V, L_T), padding cut).
+
+`text_frozen=True` freezes the WHOLE text tower (eval mode, no gradient) and memoises each
+note's token-level Z_T (`downstream.FrozenTextTower`, shared by both variants and every seed, as
+they load the same checkpoint); the code tower, the cross-modal `text_proj` and the head still
+learn. The paper froze 10 of 12 text layers; the CPU demo freezes all of them
+(configs/demo_experiment.yaml). The default keeps the checkpoint's freezing and fine-tunes the rest.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medmm.models.downstream import (MLPHead, make_config, masked_mean, require, task_output, trim_padding,
+from medmm.models.downstream import (FrozenTextTower, MLPHead, make_config, masked_mean, require, task_output, trim_padding,
                                      uses_history)
 from medmm.models.medm_plm import MedMPLM
 from medmm.models.pretrained import load_medm_plm
@@ -49,16 +55,20 @@ class MedMPLMHeadConfig:
     cross_modal: bool | None = None  # None: True for "medm-plm", False for "medm-plm-cross_modal"
     text_freeze_embeddings: bool | None = None  # None: keep the checkpoint's text freezing
     text_freeze_layers: int | None = None
+    text_frozen: bool = False  # True: whole text tower frozen (eval mode), Z_T per note computed once and cached
+    text_cache_dtype: str = "float32"  # "float16" halves the cache
 
 
 def visit_features(plm: MedMPLM, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
-                   code_ids: torch.Tensor, code_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+                   code_ids: torch.Tensor, code_mask: torch.Tensor,
+                   text_fn: FrozenTextTower | None = None) -> dict[str, torch.Tensor]:
     """R_text and R_code of N visits, cross-modal where a visit has both a note and codes.
 
     input_ids / attention_mask (N, L_T) or None; code_ids / code_mask (N, L_C).
     Returns r_text (N, d) (zeros where no note), r_code (N, d), has_text (N,) bool, and, when the
     cross-modal module ran, attn_text_to_code (N, L_C) and attn_code_to_text (N, L_T) (zero rows
-    for visits without a note).
+    for visits without a note). `text_fn` (ids, mask) -> Z_T replaces the live `plm.text` (the
+    frozen, cached tower).
     """
     code_mask = code_mask.bool()
     if not bool(code_mask.any(1).all()):
@@ -72,7 +82,10 @@ def visit_features(plm: MedMPLM, input_ids: torch.Tensor | None, attention_mask:
         return out
     idx = has_text.nonzero().squeeze(1)
     ids, mask = trim_padding(input_ids[idx], attention_mask[idx])
-    z_text = plm.text(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (n, L, H_T)
+    if text_fn is not None:
+        z_text = text_fn(ids, mask)  # (n, L, H_T), from the cache
+    else:
+        z_text = plm.text(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (n, L, H_T)
     cm = plm.cross(z_text, mask, z_code[idx], code_mask[idx])  # Eq. 6-7
     out["r_text"] = out["r_text"].index_copy(0, idx, cm.r_text)
     out["r_code"] = zc_cls.index_copy(0, idx, cm.r_code)
@@ -92,6 +105,19 @@ class MedMPLMDownstream(nn.Module):
         self.history = uses_history(spec)
         d = plm.hidden_size
         self.head = MLPHead((3 if self.history else 2) * d, cfg.mlp_hidden or d, spec.num_labels, cfg.dropout)
+        # Held in a tuple, not registered: plm.text is already a submodule (each weight saved once).
+        self._frozen_text = (FrozenTextTower(plm.text, tokens=True, cache_dtype=cfg.text_cache_dtype),
+                             ) if cfg.text_frozen else ()
+
+    @property
+    def text_fn(self) -> FrozenTextTower | None:
+        return self._frozen_text[0] if self._frozen_text else None
+
+    def train(self, mode: bool = True) -> MedMPLMDownstream:
+        super().train(mode)
+        if self._frozen_text:
+            self.plm.text.eval()  # a frozen tower never runs dropout
+        return self
 
     def representation(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The head's input "x" (Eq. 11, 14 or 16) and the current visit's attention maps."""
@@ -101,7 +127,8 @@ class MedMPLMDownstream(nn.Module):
         if not self.history:
             require(batch, ["input_ids"], self.name)
             ids = batch["input_ids"]
-            f = visit_features(self.plm, ids, batch.get("attention_mask", ids != 0), code_ids, code_mask)
+            f = visit_features(self.plm, ids, batch.get("attention_mask", ids != 0), code_ids, code_mask,
+                               self.text_fn)
             out = {"x": torch.cat([f["r_text"], f["r_code"]], dim=-1)}  # (B, 2d): Eq. 14 / Eq. 16
             for k in ("attn_text_to_code", "attn_code_to_text"):
                 if k in f:
@@ -115,7 +142,7 @@ class MedMPLMDownstream(nn.Module):
         h_ids, h_mask = (batch[k].reshape(B * V, -1)[idx] for k in ("hist_input_ids", "hist_attention_mask"))
         c_ids, c_mask = trim_padding(batch["hist_code_ids"].reshape(B * V, -1)[idx],
                                      batch["hist_code_mask"].reshape(B * V, -1)[idx])
-        f = visit_features(self.plm, h_ids, h_mask, c_ids, c_mask)
+        f = visit_features(self.plm, h_ids, h_mask, c_ids, c_mask, self.text_fn)
 
         def grid(v: torch.Tensor) -> torch.Tensor:  # (N, ...) -> (B, V, ...)
             return v.new_zeros(B * V, *v.shape[1:]).index_copy(0, idx, v).view(B, V, *v.shape[1:])
