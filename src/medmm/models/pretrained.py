@@ -17,9 +17,6 @@ checkpoint behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +25,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from transformers import BertModel, PreTrainedTokenizerBase
 
+from medmm.data.io import atomic_dir
 from medmm.models.code_encoder import CodeEncoder, CodeEncoderConfig
 from medmm.models.medm_plm import MedMPLM, MedMPLMConfig, MedMPLMForPretraining
 from medmm.models.text import TextMLM, check_bert_dir
@@ -44,7 +42,7 @@ WEIGHTS = "model.safetensors"
 
 @contextmanager
 def _atomic_dir(directory: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `directory` once the block succeeds."""
+    """`medmm.data.io.atomic_dir`, refusing to replace a non-empty directory that is no checkpoint."""
     directory = Path(directory)
     if directory.exists():
         if not directory.is_dir():
@@ -52,20 +50,8 @@ def _atomic_dir(directory: Path) -> Iterator[Path]:
         if any(directory.iterdir()) and not (directory / "config.json").is_file():
             raise FileExistsError(f"{directory} is a non-empty directory that is not a checkpoint; "
                                   "refusing to overwrite it")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_dir(directory, overwrite=True) as tmp:
         yield tmp
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _write_json(path: Path, obj: dict) -> None:
