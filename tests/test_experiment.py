@@ -193,6 +193,7 @@ def test_experiment_end_to_end_report_matches_json(world, tmp_path):
     m_plm = data["rows"]["medm-plm"]["medication:auroc"]["mean"]
     m_lr = data["rows"]["lr"]["medication:auroc"]["mean"]
     assert ("On Medication, medm-plm" in md) and (("does NOT beat: lr" in md) == (m_plm <= m_lr))
+    assert "Readmission samples: positives and negatives undersampled 1:1" in md  # the protocol is stated
     # CSV: one row per model + the oracle
     csv_rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(csv_rows) == 1 + 3 and csv_rows[0].startswith("model,readmission:f1_mean")
