@@ -18,3 +18,41 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"MEDMM_SHARED_DATA={root} is not a directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def make_tiny_world():
+    """`tiny_world` itself, for module-scoped fixtures of the experiment tests."""
+    return tiny_world
+
+
+def tiny_world(root: Path, n_patients: int, text_cfg: dict) -> dict:
+    """A small synthetic dataset with a WordPiece tokenizer, an untrained MedM-PLM saved under
+    root/medm-plm/model and its text tower under root/text-mlm/text (for the experiment tests).
+
+    text_cfg: `TextEncoderConfig` fields besides the vocabulary size."""
+    import torch
+
+    from medmm.data.sources import prepare
+    from medmm.data.synth import generate
+    from medmm.models.medm_plm import MedMPLM, MedMPLMConfig
+    from medmm.models.pretrained import save_pretrained
+    from medmm.models.text import TextEncoderConfig
+    from medmm.models.tokenizer import train_wordpiece
+    from medmm.recipes.finetune import load_records
+    from medmm.recipes.pretrain import CodeTowerRecipe, code_encoder_config, code_vocabularies
+
+    raw, data = root / "raw", root / "dataset"
+    generate(raw, n_patients=n_patients, seed=0, card=False)
+    prepare("mimic3", raw, data, mappings={"dir": raw / "mappings"}, progress=False, include_labs=False)
+    records = load_records(data)
+    tok = train_wordpiece(records["text"].drop_nulls().to_list(), vocab_size=400, min_frequency=1)
+    dx, med = code_vocabularies(records, 1)
+    code = code_encoder_config(dx, med, CodeTowerRecipe(embed_dim=8, gat_heads=2, num_layers=1, num_heads=2,
+                                                        intermediate_size=32))
+    text = TextEncoderConfig(vocab_size=len(tok), **text_cfg)
+    torch.manual_seed(0)
+    plm = MedMPLM(MedMPLMConfig(text=text, code=code))
+    save_pretrained(plm, root / "medm-plm" / "model", tokenizer=tok)
+    save_pretrained(plm.text, root / "text-mlm" / "text", tokenizer=tok)
+    return {"root": root, "raw": raw, "data": data, "records": records, "tok": tok, "plm": plm}

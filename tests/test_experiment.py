@@ -23,33 +23,14 @@ from medmm.tasks.featurize import Collator, NoteTokens
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from medmm.data.sources import prepare
-    from medmm.data.synth import generate
+def world(tmp_path_factory, make_tiny_world):
     from medmm.models.assets import Assets
-    from medmm.models.medm_plm import MedMPLM, MedMPLMConfig
-    from medmm.models.pretrained import save_pretrained
-    from medmm.models.text import TextEncoderConfig
-    from medmm.models.tokenizer import train_wordpiece
-    from medmm.recipes.pretrain import CodeTowerRecipe, code_encoder_config, code_vocabularies
 
-    root = tmp_path_factory.mktemp("exp")
-    raw, data = root / "raw", root / "dataset"
-    generate(raw, n_patients=150, seed=0, card=False)
-    prepare("mimic3", raw, data, mappings={"dir": raw / "mappings"}, progress=False, include_labs=False)
-    records = load_records(data)
-    tok = train_wordpiece(records["text"].drop_nulls().to_list(), vocab_size=400, min_frequency=1)
-    dx, med = code_vocabularies(records, 1)
-    code = code_encoder_config(dx, med, CodeTowerRecipe(embed_dim=8, gat_heads=2, num_layers=1, num_heads=2,
-                                                        intermediate_size=32))
-    text = TextEncoderConfig(vocab_size=len(tok), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
-    torch.manual_seed(0)
-    plm = MedMPLM(MedMPLMConfig(text=text, code=code))
-    pre = root / "pretrained"
-    save_pretrained(plm, pre / "medm-plm" / "model", tokenizer=tok)
-    save_pretrained(plm.text, pre / "text-mlm" / "text", tokenizer=tok)
-    assets = Assets.from_medm_plm(pre / "medm-plm" / "model", text_path=pre / "text-mlm" / "text")
-    return {"root": root, "raw": raw, "data": data, "records": records, "assets": assets, "pretrained": pre}
+    w = make_tiny_world(tmp_path_factory.mktemp("exp"), 150,
+                   dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
+    root = w["root"]
+    assets = Assets.from_medm_plm(root / "medm-plm" / "model", text_path=root / "text-mlm" / "text")
+    return {**w, "assets": assets, "pretrained": root}
 
 
 def small_cfg() -> FinetuneConfig:

@@ -266,6 +266,33 @@ def test_code_encoder_shapes_padding_and_grad():
         enc(torch.tensor([[CLS_ID, 999]]))
 
 
+def test_code_encoder_length_buckets_match_one_padded_pass():
+    """Bucketed encoding (rows sorted by length, each bucket cut to its longest row) gives the
+    same real-position outputs and the same gradients as one padded pass."""
+    torch.manual_seed(0)
+    cfg = tiny_code_cfg(dropout=0.0)
+    enc = CodeEncoder(cfg)
+    B, L = 37, 12
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(cfg.dx_range[0], cfg.vocab_size, (B, L), generator=g)
+    ends = torch.randint(1, L + 1, (B,), generator=g)
+    mask = torch.arange(L)[None] < ends[:, None]
+    mask[3, 2] = False  # a hole: buckets are cut at the last real position, not the count
+    ids[:, 0] = CLS_ID
+    ids[~mask] = PAD_ID
+    w = torch.randn(B, L, cfg.hidden_size, generator=g)  # a loss whose gradient is not ~0 (sum z^2 is, after LayerNorm)
+    outs, grads = {}, {}
+    for k in (0, 8):
+        enc.bucket_rows = k
+        enc.zero_grad()
+        z, cls = enc(ids, mask)
+        (z * mask[..., None] * w).sum().backward()
+        outs[k] = (z * mask[..., None]).detach(), cls.detach()
+        grads[k] = enc.dx_ontology.M.grad.clone()
+    assert torch.allclose(outs[0][0], outs[8][0], atol=1e-5) and torch.allclose(outs[0][1], outs[8][1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[8], rtol=1e-4, atol=1e-4)
+
+
 # ---- cross-modal (Eq. 6-7) ----------------------------------------------------------------------
 
 def test_cross_modal_matches_equations():
@@ -289,7 +316,12 @@ def test_cross_modal_matches_equations():
     assert out.attn_code_to_text[1, 3:].abs().sum() == 0 and out.attn_text_to_code[1, 2:].abs().sum() == 0
     off = CrossModal(HT, d, enabled=False)(z_text, tmask, z_code, cmask)
     assert off.attn_text_to_code is None and torch.equal(off.r_code, z_code[:, 0])
-    assert isinstance(CrossModal(d, d).text_proj, torch.nn.Identity)
+    same = CrossModal(d, d)  # equal widths: no projection, Eq. 6 on the raw text tokens
+    assert isinstance(same.text_proj, torch.nn.Identity)
+    z_text_d = torch.randn(B, LT, d)
+    T = z_text_d[0]
+    a = torch.softmax(z_code[0, 0] @ T.T / math.sqrt(d), 0)
+    assert torch.allclose(same(z_text_d, tmask, z_code, cmask).r_code[0], a @ T + z_code[0, 0], atol=1e-6)
 
 
 # ---- MedM-PLM -----------------------------------------------------------------------------------

@@ -25,33 +25,10 @@ def tiny_cfg(**kw) -> NERExperimentConfig:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from medmm.data.sources import prepare
-    from medmm.data.synth import generate
-    from medmm.models.medm_plm import MedMPLM, MedMPLMConfig
-    from medmm.models.pretrained import save_pretrained
-    from medmm.models.text import TextEncoderConfig, TextMLM
-    from medmm.models.tokenizer import train_wordpiece
-    from medmm.recipes.finetune import load_records
-    from medmm.recipes.pretrain import CodeTowerRecipe, code_encoder_config, code_vocabularies
-
-    root = tmp_path_factory.mktemp("ner")
-    raw, data = root / "raw", root / "dataset"
-    generate(raw, n_patients=100, seed=0, card=False)
-    prepare("mimic3", raw, data, mappings={"dir": raw / "mappings"}, progress=False, include_labs=False)
-    records = load_records(data)
-    tok = train_wordpiece(records["text"].drop_nulls().to_list(), vocab_size=400, min_frequency=1)
-    text = TextEncoderConfig(vocab_size=len(tok), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                             max_position_embeddings=64)
-    torch.manual_seed(0)
-    TextMLM(text).save_pretrained(root / "text-mlm" / "text", tok)
-    dx, med = code_vocabularies(records, 1)
-    code = code_encoder_config(dx, med, CodeTowerRecipe(embed_dim=8, gat_heads=2, num_layers=1, num_heads=2,
-                                                        intermediate_size=32))
-    plm = MedMPLM(MedMPLMConfig(text=text, code=code))
-    save_pretrained(plm, root / "medm" / "model", tokenizer=tok)
-    return {"root": root, "raw": raw, "data": data, "tok": tok, "text": root / "text-mlm" / "text",
-            "medm": root / "medm"}
+def world(tmp_path_factory, make_tiny_world):
+    w = make_tiny_world(tmp_path_factory.mktemp("ner"), 100,
+                   dict(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position_embeddings=64))
+    return {**w, "text": w["root"] / "text-mlm" / "text", "medm": w["root"] / "medm-plm"}
 
 
 def test_end_to_end_report_matches_json(world, tmp_path):

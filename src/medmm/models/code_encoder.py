@@ -125,7 +125,17 @@ class CodeEncoderConfig:
 
 
 class CodeEncoder(nn.Module):
-    """Ontology-embedded code tokens -> transformer encoder -> (Z_C, Ẑ_C)."""
+    """Ontology-embedded code tokens -> transformer encoder -> (Z_C, Ẑ_C).
+
+    Visits differ a lot in length (a few codes to several dozen), and a padded batch costs its
+    longest visit times its size. `forward` therefore runs the transformer on length buckets:
+    rows sorted by their last real position, `bucket_rows` at a time, each bucket cut to its own
+    longest row. Every row still attends only to its own real tokens, so the result is the same
+    as one padded pass (up to float rounding); only padding positions differ (zeros beyond a
+    bucket's length), and every consumer masks those. `bucket_rows = 0` runs one padded pass.
+    """
+
+    bucket_rows: int = 16  # an execution detail, not a model setting: not saved in the config
 
     def __init__(self, cfg: CodeEncoderConfig):
         super().__init__()
@@ -189,5 +199,21 @@ class CodeEncoder(nn.Module):
         code_mask = code_mask.bool()
         x = F.embedding(code_ids, self.token_table()) + self.type_embedding(self.type_ids(code_ids))
         x = self.drop(self.norm(x))  # (B, L, H)
-        z = self.encoder(x, src_key_padding_mask=~code_mask)  # (B, L, H)
+        z = self._encode(x, code_mask)  # (B, L, H)
         return z, z[:, 0]
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer over (B, L, H) in length buckets (see the class docstring)."""
+        B, L, _ = x.shape
+        k = self.bucket_rows
+        if k <= 0 or B <= k:
+            return self.encoder(x, src_key_padding_mask=~mask)
+        pos = torch.arange(1, L + 1, device=mask.device)
+        ends = (mask * pos).amax(1)  # (B,) last real position + 1 (0 for an empty row)
+        order = torch.argsort(ends, stable=True)
+        z = x.new_zeros(x.shape)
+        for i in range(0, B, k):
+            idx = order[i:i + k]
+            n = max(int(ends[idx].max()), 1)
+            z[idx, :n] = self.encoder(x[idx, :n], src_key_padding_mask=~mask[idx, :n])
+        return z

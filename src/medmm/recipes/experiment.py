@@ -109,15 +109,17 @@ DEMO_RATIOS = (0.1, 0.25, 0.5, 1.0)  # Figure 4 in the demo (lr and medm-plm onl
 # Ground truth (synthetic data)
 
 
-def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None) -> Path | None:
-    """`ground_truth/visits.parquet` of the synthetic raw directory this dataset was prepared from.
+def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None,
+                      name: str = "visits.parquet") -> Path | None:
+    """`ground_truth/<name>` of the synthetic raw directory this dataset was prepared from
+    (`visits.parquet`: per-admission truth; `entities.parquet`: the notes' entity spans).
 
     With `raw_dir` given it must hold the file. Otherwise the sibling directories of `data_dir`
     are searched for one whose ADMISSIONS file has the content hash recorded in the dataset's
-    manifest, so a ground truth of some other cohort is never used.
+    manifest, so a ground truth of some other cohort is never used; None when there is none.
     """
     if raw_dir is not None:
-        p = Path(raw_dir) / "ground_truth" / "visits.parquet"
+        p = Path(raw_dir) / "ground_truth" / name
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no generator ground truth (is {raw_dir} a `medmm synth` directory?)")
         return p
@@ -130,10 +132,10 @@ def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None) -
     if not adm:
         return None
     for cand in sorted(data_dir.resolve().parent.iterdir()):
-        gt = cand / "ground_truth" / "visits.parquet"
+        gt = cand / "ground_truth" / name
         if not gt.is_file():
             continue
-        if all((cand / name).is_file() and sha256_file(cand / name) == h for name, h in adm.items()):
+        if all((cand / f).is_file() and sha256_file(cand / f) == h for f, h in adm.items()):
             return gt
     return None
 
@@ -286,15 +288,16 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
     jobs = [(t, m, s, 1.0) for t in tasks for m in models for s in seeds]
     jobs += [(cfg.ratio_task, m, s, r) for m in ratio_models for r in ratios if r < 1.0 for s in seeds]
     prev_threads = torch.get_num_threads()
-    if ft.num_threads:
-        torch.set_num_threads(ft.num_threads)  # the sequential runs and the cache warm-up
     try:
+        # The cache warm-up is one batched pass with nothing beside it: all of torch's threads.
         t_w = time.perf_counter()
         warmed = warm_text_caches(models, task_data, assets, ft)
         timings["text_cache_s"] = round(time.perf_counter() - t_w, 2)
         if warmed:
             _log(t0, "frozen text towers run once over the notes: "
                      + ", ".join(f"{m} {n} notes" for m, n in warmed.items()) + f" ({timings['text_cache_s']:.1f}s)")
+        if ft.num_threads:
+            torch.set_num_threads(ft.num_threads)  # the sequential runs (workers set their own)
         runs, attention, t_ft = _run_jobs(jobs, out, cfg, task_data, assets, seeds, t0)
     finally:
         torch.set_num_threads(prev_threads)

@@ -124,16 +124,11 @@ def find_entities(data_dir: str | Path, raw_dir: str | Path | None = None) -> Pa
     (`raw_dir`, else found beside the dataset by its manifest's input hashes)."""
     from medmm.recipes.experiment import find_ground_truth
 
-    if raw_dir is not None:
-        p = Path(raw_dir) / "ground_truth" / "entities.parquet"
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: no entity ground truth (is {raw_dir} a `medmm synth` directory?)")
-        return p
-    gt = find_ground_truth(data_dir)
-    if gt is None or not (gt.parent / "entities.parquet").is_file():
+    p = find_ground_truth(data_dir, raw_dir, name="entities.parquet")
+    if p is None:
         raise FileNotFoundError(f"{data_dir}: no generator ground truth (ground_truth/entities.parquet) found in a "
                                 "sibling raw directory with this dataset's input hashes; pass raw_dir (--raw)")
-    return gt.parent / "entities.parquet"
+    return p
 
 
 @dataclass
