@@ -422,6 +422,36 @@ def test_cached_frozen_tower_equals_the_live_tower(assets, name, task):
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in cached.parameters())
 
 
+def test_note_cache_pickles_as_one_tensor():
+    """A cache goes to spawned workers as one flat tensor (one shared-memory file descriptor,
+    whatever the number of notes) and comes back entry for entry, as views."""
+    import io
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    from medmm.models.downstream import NoteFeatureCache
+
+    c = NoteFeatureCache(tokens=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(50):
+        c.store[bytes([i, i + 1])] = torch.randn(1 + i % 7, 4, generator=g)
+    c.hits, c.misses = 3, 50
+    before = {k: v.clone() for k, v in c.store.items()}
+    state = c.__getstate__()
+    assert [k for k, v in state.items() if isinstance(v, torch.Tensor)] == ["flat"]
+    # the flat tensor outlives the pickling: the cache's own entries are now views into it
+    ptr = state["flat"].untyped_storage().data_ptr()
+    assert all(v.untyped_storage().data_ptr() == ptr for v in c.store.values())
+    assert all(torch.equal(c.store[k], v) for k, v in before.items())
+    buf = io.BytesIO()
+    ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(c)  # as multiprocessing sends it (shared memory)
+    for back in (pickle.loads(buf.getvalue()), pickle.loads(pickle.dumps(c))):
+        assert list(back.store) == list(c.store) and (back.hits, back.misses, back.tokens) == (3, 50, True)
+        assert all(torch.equal(back.store[k], v) for k, v in c.store.items())
+    empty = pickle.loads(pickle.dumps(NoteFeatureCache(tokens=False, dtype=torch.float16)))
+    assert len(empty) == 0 and empty.dtype == torch.float16
+
+
 def test_note_cache_is_shared_by_models_with_the_same_tower_only(assets):
     from medmm.models.downstream import clear_note_caches, frozen_text_towers, warm_note_cache
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -152,6 +153,39 @@ class NoteFeatureCache:
 
     def __len__(self) -> int:
         return len(self.store)
+
+    # Pickled (e.g. to the experiment's spawned workers) as ONE flat tensor plus the keys and
+    # shapes: torch shares each tensor's storage through its own file descriptor, so a cache of
+    # tens of thousands of notes sent tensor by tensor exhausts the open-file limit. The flat
+    # tensor must outlive the pickling (the child opens the shared memory later), so `pack`
+    # makes the entries themselves views into it; unpickled entries are views too (no copy).
+    def pack(self) -> torch.Tensor:
+        """Move every entry into one flat tensor (entries become views of it); return it."""
+        flat = self.__dict__.get("_flat")
+        if flat is not None and self.__dict__.get("_packed_n") == len(self.store):
+            return flat
+        vals = list(self.store.values())
+        flat = torch.cat([v.reshape(-1) for v in vals]) if vals else torch.empty(0, dtype=self.dtype)
+        self._unpack(flat, list(self.store), [tuple(v.shape) for v in vals])
+        return flat
+
+    def _unpack(self, flat: torch.Tensor, keys: list[bytes], shapes: list[tuple[int, ...]]) -> None:
+        self.store, off = {}, 0
+        for key, shape in zip(keys, shapes):
+            n = math.prod(shape)
+            self.store[key] = flat[off:off + n].view(shape)
+            off += n
+        self._flat, self._packed_n = flat, len(self.store)
+
+    def __getstate__(self) -> dict:
+        flat = self.pack()
+        return {"tokens": self.tokens, "dtype": self.dtype, "hits": self.hits, "misses": self.misses,
+                "keys": list(self.store), "shapes": [tuple(v.shape) for v in self.store.values()], "flat": flat}
+
+    def __setstate__(self, state: dict) -> None:
+        self.tokens, self.dtype = state["tokens"], state["dtype"]
+        self.hits, self.misses = state["hits"], state["misses"]
+        self._unpack(state["flat"], state["keys"], state["shapes"])
 
 
 _NOTE_CACHES: dict[tuple[str, bool, str], NoteFeatureCache] = {}
