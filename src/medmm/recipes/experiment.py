@@ -342,8 +342,16 @@ def _run_jobs(jobs: list[tuple[str, str, int, float]], out: Path, cfg: Experimen
     workers = min(cfg.workers, len(jobs))
     try:
         if workers > 1:
-            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker,
-                                                 initargs=(state, dict(downstream._NOTE_CACHES)))
+            # Tensors go to the workers through shared memory named by file ("file_system"), not
+            # by passing file descriptors to the spawned process: with a 10,000-patient note
+            # cache the descriptor route failed ("bad value(s) in fds_to_keep").
+            strategy = torch.multiprocessing.get_sharing_strategy()
+            torch.multiprocessing.set_sharing_strategy("file_system")
+            try:
+                pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                                     initargs=(state, dict(downstream._NOTE_CACHES)))
+            finally:
+                torch.multiprocessing.set_sharing_strategy(strategy)
             stream = pool.imap_unordered(_job_star, args)
         else:
             pool, stream = None, (_job(*a) for a in args)
