@@ -59,8 +59,11 @@ def _quiet_transformers() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # reaches spawned fine-tuning workers too
+    # The environment reaches the spawned fine-tuning workers too.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-checkpoint load / save bars
     hf_logging.set_verbosity_error()  # its load reports list the MLM head that text-mlm keeps on purpose
+    hf_logging.disable_progress_bar()
 
 
 def _pretrain(a: argparse.Namespace) -> int:
