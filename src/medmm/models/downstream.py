@@ -150,6 +150,8 @@ class NoteFeatureCache:
         self.tokens, self.dtype = tokens, dtype
         self.store: dict[bytes, torch.Tensor] = {}
         self.hits = self.misses = 0
+        self._flat: torch.Tensor | None = None  # set by `pack`: the one tensor the entries are views of
+        self._packed_n = -1  # len(store) when packed; entries are only ever added, never replaced
 
     def __len__(self) -> int:
         return len(self.store)
@@ -161,9 +163,8 @@ class NoteFeatureCache:
     # makes the entries themselves views into it; unpickled entries are views too (no copy).
     def pack(self) -> torch.Tensor:
         """Move every entry into one flat tensor (entries become views of it); return it."""
-        flat = self.__dict__.get("_flat")
-        if flat is not None and self.__dict__.get("_packed_n") == len(self.store):
-            return flat
+        if self._flat is not None and self._packed_n == len(self.store):
+            return self._flat
         vals = list(self.store.values())
         flat = torch.cat([v.reshape(-1) for v in vals]) if vals else torch.empty(0, dtype=self.dtype)
         self._unpack(flat, list(self.store), [tuple(v.shape) for v in vals])

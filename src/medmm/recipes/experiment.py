@@ -72,7 +72,7 @@ class ExperimentConfig:
 def demo_experiment_config() -> ExperimentConfig:
     """The settings of the demo's experiment step (identical to configs/demo_experiment.yaml).
 
-    Budget: 6 models x 3 tasks x 3 seeds + Figure 4 in ~12 minutes on 2 CPU cores (measured 8.6). Choices:
+    Budget: 6 models x 3 tasks x 3 seeds + Figure 4 in ~12 minutes on 2 CPU cores (measured: 8.6 min). Choices:
     * the text towers are FROZEN whole (eval mode) and each note's output is computed once and
       cached (`downstream.FrozenTextTower`) -- the paper froze 10 of ClinicalBERT's 12 layers; the
       code towers, the cross-modal projection and the heads are fine-tuned. `text_frozen: false`
