@@ -93,6 +93,19 @@ def _dt(a: np.ndarray) -> pl.Series:
     return pl.Series(a.astype("datetime64[us]"))
 
 
+def _nullable(values: np.ndarray | str, present: np.ndarray) -> pl.Series:
+    """`values` where `present`, null elsewhere: one dtype whichever rows are null.
+
+    `values`: a typed numpy array (unicode or numeric, one item per row) or one string for every
+    row. Not `np.where(present, "x", None)`: polars types that object array by its first item, so
+    it fails to cast to String exactly when the first row is null (which rows are null varies by
+    seed)."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        raise TypeError("_nullable: pass a typed numpy array, not dtype=object")
+    value = pl.lit(values, pl.String) if isinstance(values, str) else pl.Series(values)
+    return pl.select(pl.when(pl.Series(present, dtype=pl.Boolean)).then(value)).to_series()
+
+
 def _fmt_fixed(values: np.ndarray, decimals: np.ndarray) -> tuple[pl.Series, pl.Series]:
     """(VALUE, VALUENUM) strings: VALUE with the item's fixed decimals ("1.0"), VALUENUM without
     trailing zeros ("1"), as MIMIC writes them. Integer arithmetic in numpy, no regex (35 M rows)."""
@@ -153,13 +166,14 @@ def _admissions(c: Cohort, rng: np.random.Generator) -> pl.DataFrame:
     insurance = np.where(age >= 65, "Medicare", np.where(c.homeless[p], "Medicaid",
                          np.where(rng.random(V) < 0.8, "Private", "Medicaid")))
     marital_alone = np.array(["SINGLE", "WIDOWED", "DIVORCED"])[rng.integers(0, 3, V)]
-    marital = np.where(c.lives_alone[p] | c.homeless[p], marital_alone,
-                       np.where(rng.random(V) < 0.85, "MARRIED", None))
+    alone = c.lives_alone[p] | c.homeless[p]
+    married = rng.random(V) < 0.85            # for the others; the rest have no status recorded
+    marital = _nullable(np.where(alone, marital_alone, "MARRIED"), alone | married)
     eth_pt = np.array(["WHITE", "BLACK/AFRICAN AMERICAN", "HISPANIC OR LATINO", "ASIAN", "UNKNOWN/NOT SPECIFIED"])[
         _pick(rng, c.n_patients, [0.7, 0.1, 0.05, 0.03, 0.12])]
     religion = np.array(["CATHOLIC", "PROTESTANT QUAKER", "JEWISH", "NOT SPECIFIED", "UNOBTAINABLE"])[
         _pick(rng, c.n_patients, [0.35, 0.2, 0.08, 0.25, 0.12])]
-    lang = np.where(rng.random(c.n_patients) < 0.85, "ENGL", None)
+    has_lang = rng.random(c.n_patients) < 0.85
     ed = adm_loc == "EMERGENCY ROOM ADMIT"
     edreg = np.where(ed, c.admit - (rng.uniform(1, 8, V) * 3600).astype("timedelta64[s]") // 60 * 60,
                      np.datetime64("NaT"))
@@ -170,8 +184,8 @@ def _admissions(c: Cohort, rng: np.random.Generator) -> pl.DataFrame:
         "ADMITTIME": _dt(c.admit), "DISCHTIME": _dt(c.disch),
         "DEATHTIME": _dt(np.where(c.died, c.disch, np.datetime64("NaT"))),
         "ADMISSION_TYPE": adm_type, "ADMISSION_LOCATION": adm_loc, "DISCHARGE_LOCATION": dis_loc,
-        "INSURANCE": insurance, "LANGUAGE": pl.Series(lang[p], dtype=pl.String),
-        "RELIGION": religion[p], "MARITAL_STATUS": pl.Series(marital, dtype=pl.String),
+        "INSURANCE": insurance, "LANGUAGE": _nullable("ENGL", has_lang[p]),
+        "RELIGION": religion[p], "MARITAL_STATUS": marital,
         "ETHNICITY": eth_pt[p], "EDREGTIME": _dt(edreg.astype("datetime64[s]")),
         "EDOUTTIME": _dt(edout.astype("datetime64[s]")), "DIAGNOSIS": reason_name,
         "HOSPITAL_EXPIRE_FLAG": c.died.astype(np.int64), "HAS_CHARTEVENTS_DATA": c.icu.astype(np.int64),
@@ -252,7 +266,7 @@ def _prescriptions(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
     rv, rd, start, end = rv[order], rd[order], start[order], end[order]
     t_start = start
     in_icu = c.icu[rv] & (t_start >= c.icu_in[rv].astype("datetime64[D]")) & (t_start <= c.icu_out[rv])
-    icu_id = pl.Series(np.where(in_icu, c.icustay_id[rv], 0)).replace(0, None)
+    icu_id = _nullable(c.icustay_id[rv], in_icu)
     # String columns by gathering from a one-row-per-product table (numpy string arrays are slow
     # to hand to polars at millions of rows).
     D = cat.DRUGS
@@ -326,9 +340,8 @@ def _labevents(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
     units = pl.Series([x.unit for x in labs], dtype=pl.String)
     value, num = _fmt_fixed(val, dec)
     rounded = np.round(val * 10.0 ** dec) / 10.0 ** dec
-    abnormal = pl.Series((rounded < low) | (rounded > high))
-    flag = pl.select(pl.when(abnormal).then(pl.lit("abnormal")).otherwise(pl.lit(None, pl.String))).to_series()
-    hadm = pl.Series(np.where(inp, c.hadm_id[v], 0)).replace(0, None)
+    flag = _nullable("abnormal", (rounded < low) | (rounded > high))
+    hadm = _nullable(c.hadm_id[v], inp)
     return pl.DataFrame({
         "ROW_ID": np.arange(1, len(v) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": hadm,
         "ITEMID": np.array([x.itemid for x in labs])[li], "CHARTTIME": _dt(t), "VALUE": value,
@@ -357,11 +370,10 @@ def _chartevents(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
         "ICUSTAY_ID": c.icustay_id[v], "ITEMID": item, "CHARTTIME": _dt(t), "STORETIME": _dt(store),
         "CGID": 14000 + rng.integers(0, 800, len(v)), "VALUE": value, "VALUENUM": num,
         "VALUEUOM": unit,
-        "WARNING": pl.Series(np.where(mv, 0, -1)).replace(-1, None),
-        "ERROR": pl.Series(np.where(mv, 0, -1)).replace(-1, None),
+        "WARNING": _nullable(np.zeros(len(v), np.int64), mv),
+        "ERROR": _nullable(np.zeros(len(v), np.int64), mv),
         "RESULTSTATUS": pl.Series([None] * len(v), dtype=pl.String),
-        "STOPPED": pl.select(pl.when(pl.Series(mv)).then(pl.lit(None, pl.String))
-                             .otherwise(pl.lit("NotStopd"))).to_series(),
+        "STOPPED": _nullable("NotStopd", ~mv),
     })
 
 
@@ -423,7 +435,7 @@ def _ground_truth(c: Cohort) -> tuple[pl.DataFrame, pl.DataFrame]:
         "acuity": c.acuity, "severity": c.severity.astype(np.int8), "age": c.age,
         "lives_alone": c.lives_alone[c.v_patient], "homeless": c.homeless[c.v_patient],
         "no_pcp": c.no_pcp[c.v_patient], "nonadherent": c.nonadherent, "frailty": c.z[c.v_patient, 3],
-        "icu": c.icu, "ICUSTAY_ID": pl.Series(c.icustay_id).replace(0, None),
+        "icu": c.icu, "ICUSTAY_ID": _nullable(c.icustay_id, c.icu),
         "p_shock": c.p_shock, "shock": c.shock, "shock_onset": _dt(c.shock_onset),
         "p_arf": c.p_arf, "arf": c.arf, "arf_onset": _dt(c.arf_onset),
         "p_death": c.p_death, "died_in_hospital": c.died,
