@@ -3,10 +3,38 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# No network, proven: every connection to a non-loopback address is refused, in this process and
+# in every Python process the tests start (see tests/_offline/sitecustomize.py).
+_OFFLINE_DIR = Path(__file__).parent / "_offline"
+_spec = importlib.util.spec_from_file_location("medmm_netguard", _OFFLINE_DIR / "sitecustomize.py")
+netguard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netguard)
+sys.modules["medmm_netguard"] = netguard
+
+os.environ["MEDMM_DENY_NETWORK"] = "1"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_OFFLINE_DIR), os.environ.get("PYTHONPATH")]))
+_fd, _NETGUARD_LOG = tempfile.mkstemp(prefix="medmm-netguard-", suffix=".log")
+os.close(_fd)
+os.environ["MEDMM_NETGUARD_LOG"] = _NETGUARD_LOG
+netguard.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any process tried the network, even where a library swallowed the error."""
+    attempts = Path(_NETGUARD_LOG).read_text().splitlines() if os.path.exists(_NETGUARD_LOG) else []
+    if attempts:
+        print("\nnetwork guard: refused connection attempts:\n  " + "\n  ".join(attempts), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if os.path.exists(_NETGUARD_LOG):
+        os.unlink(_NETGUARD_LOG)
 
 
 @pytest.fixture(scope="session")

@@ -259,16 +259,33 @@ def test_drop_last_and_epoch_shuffling() -> None:
 
 
 def test_gradient_accumulation_matches_full_batch(tmp_path: Path) -> None:
+    # Plain SGD without clipping or weight decay: a parameter update is exactly -lr x gradient, so a
+    # gradient that is not averaged over the micro-batches (4x too large) shows in the weights.
+    # (Adam normalises the scale away and clipping caps it: either would hide the bug.)
     data = make_data(96)  # 6 full steps per epoch
+    start = model_with_seed(0, dropout=0.0)
     models = []
     for accum in (1, 4):
         m = model_with_seed(0, dropout=0.0)
-        fit(m, data, base_cfg(epochs=2, grad_accum_steps=accum, eval_every=None), tmp_path / str(accum),
-            collate_fn=plain_collate)
+        fit(m, data, base_cfg(epochs=2, grad_accum_steps=accum, eval_every=None, optimizer="sgd", lr=0.05,
+                              grad_clip=None, weight_decay=0.0, warmup_steps=0, lr_schedule="constant"),
+            tmp_path / str(accum), collate_fn=plain_collate)
         models.append(m)
-    for p, q in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
-    assert not torch.equal(models[0].net[0].weight, model_with_seed(0).net[0].weight)  # it did train
+    for p, q, p0 in zip(models[0].parameters(), models[1].parameters(), start.parameters()):
+        torch.testing.assert_close(q - p0, p - p0, atol=1e-6, rtol=1e-4)  # the updates, not just the weights
+    assert not torch.equal(models[0].net[0].weight, start.net[0].weight)  # it did train
+
+
+def test_sgd_step_is_minus_lr_times_the_mean_gradient(tmp_path: Path) -> None:
+    data = make_data(16)
+    m = model_with_seed(0, dropout=0.0)
+    ref = model_with_seed(0, dropout=0.0)
+    ref(plain_collate(data))["loss"].backward()
+    fit(m, data, base_cfg(epochs=1, batch_size=16, grad_accum_steps=4, eval_every=None, optimizer="sgd", lr=0.1,
+                          grad_clip=None, weight_decay=0.0, warmup_steps=0, lr_schedule="constant", shuffle=False),
+        tmp_path / "run", collate_fn=plain_collate)
+    for p, q in zip(m.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, (q - 0.1 * q.grad).detach(), atol=1e-6, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -7,6 +7,7 @@ modules are imported only inside the handler so that `medmm --help` stays instan
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,8 +56,6 @@ def _summary(a: argparse.Namespace) -> int:
 
 
 def _quiet_transformers() -> None:
-    import os
-
     from transformers.utils import logging as hf_logging
 
     # The environment reaches the spawned fine-tuning workers too.
@@ -169,7 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Nothing is downloaded at run time: pretrained weights come from local directories. Hugging Face
+# reads these when it is first imported, so they are set before any handler imports it; a value
+# the user has set (to allow the hub on purpose) is left as it is.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def set_offline_defaults() -> None:
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    set_offline_defaults()
     parser = build_parser()
     # Dotted `key=value` overrides may stand anywhere after the subcommand; argparse cannot mix
     # them with options, so they are collected from what it did not recognise.

@@ -77,7 +77,7 @@ class TrainConfig:
     grad_accum_steps: int = 1  # micro-batches per optimizer step; per-rank micro-batch = batch / (world * accum)
     lr: float = 1e-3
     weight_decay: float = 0.0  # applied to weight matrices only, not to biases / norms / 1-d params
-    optimizer: Literal["adam", "adamw"] = "adamw"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"  # sgd: plain, no momentum (probes, tests)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     grad_clip: float | None = 1.0  # max global L2 norm of the gradients; null disables
@@ -118,8 +118,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.lr_schedule not in ("constant", "linear", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant', 'linear' or 'cosine', got {self.lr_schedule!r}")
         if self.early_stopping_mode not in ("min", "max"):
@@ -221,7 +221,7 @@ class EpochSampler(Sampler[int]):
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam / AdamW over the trainable parameters; weight decay on matrices only (as nanoGPT)."""
+    """Adam / AdamW / SGD over the trainable parameters; weight decay on matrices only (as nanoGPT)."""
     decay, no_decay = [], []
     for _, p in model.named_parameters():
         if p.requires_grad:
@@ -230,8 +230,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         raise ValueError("the model has no trainable parameters")
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     # foreach=False: the per-parameter path, identical on every machine and easy to reason about.
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, foreach=False)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=False)
 
 
