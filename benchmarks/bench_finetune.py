@@ -3,7 +3,7 @@
 Runs `medmm.recipes.experiment` with the demo settings (`demo_experiment_config()`, the same as
 configs/demo_experiment.yaml: frozen cached text towers, 3 epochs max with early stopping, two
 one-thread worker processes) on a dataset and pre-trained models written by `medmm demo`
-(2,000 synthetic patients), then prints, from the run's results.json:
+(2,000 synthetic patients), then prints, from the run's timings.json:
 
   * per (model, task): runs, wall seconds and CPU seconds (mean per run and total);
   * the stages: tokenise, featurise, frozen text towers over the notes, fine-tuning, total;
@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     run_medm_plm_experiment(args.data, out, assets, models=DEFAULT_MODELS, tasks=TASK_NAMES, seeds=args.seeds,
                             train_ratios=DEMO_RATIOS, cfg=cfg, raw_dir=args.raw)
     total = time.perf_counter() - t0
-    res = json.loads((out / "results.json").read_text())
+    tm = json.loads((out / "timings.json").read_text())  # clock times stay out of results.json
 
     print(f"cores {os.cpu_count()}, workers {cfg.workers} x {cfg.finetune.num_threads} thread(s), "
           f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     rows: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for r in res["runs"]:
+    for r in tm["runs"]:
         tag = r["task"] + ("" if r["train_fraction"] == 1.0 else " (Figure 4 ratios)")
         rows[(r["model"], tag)].append((r["wall_time_s"], r.get("cpu_time_s") or float("nan")))
     print(f"\n{'model':24s} {'task':32s} {'runs':>4s} {'wall s/run':>10s} {'CPU s/run':>10s} {'CPU s total':>11s}")
@@ -69,10 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         cpu = sum(c for _, c in v)
         cpu_total += cpu
         print(f"{m:24s} {t:32s} {n:4d} {sum(w for w, _ in v) / n:10.1f} {cpu / n:10.1f} {cpu:11.1f}")
-    tm = res["timings"]
     print(f"\nstages: tokenise {tm['tokenise_s']:.1f}s, featurise {tm['featurise_s']:.1f}s, frozen text towers "
           f"{tm.get('text_cache_s', 0):.1f}s, fine-tune {tm['finetune_s']:.1f}s wall ({cpu_total:.0f} CPU s in "
-          f"{len(res['runs'])} runs), experiment total {total:.1f}s (assets included)")
+          f"{len(tm['runs'])} runs), experiment total {total:.1f}s (assets included)")
     if tmp is not None:
         tmp.cleanup()
 

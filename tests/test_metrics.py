@@ -66,11 +66,19 @@ def test_binary_hand_example():
     #        = 3 of 4 -> 0.75
     # AP: ranking 0.8(+) 0.4(-) 0.35(+) 0.1(-); precision at the positives 1/1 and 2/3
     #     -> (1 + 2/3) / 2 = 5/6
+    # PR curve (recall, precision) per distinct score, from the start point (0, 1):
+    #     0.8 -> (1/2, 1), 0.4 -> (1/2, 1/2), 0.35 -> (1, 2/3), 0.1 -> (1, 1/2)
+    #     trapezoids: 1/2 * (1 + 1)/2 + 0 + 1/2 * (1/2 + 2/3)/2 + 0 = 1/2 + 7/24 = 19/24
+    #     (AP, the step-wise sum: 1/2 * 1 + 1/2 * 2/3 = 5/6)
     # threshold 0.5: pred = [0, 0, 0, 1] -> TP 1, FP 0, FN 1, TN 2
     #     precision 1, recall 1/2, F1 = 2*1/(2*1+0+1) = 2/3, accuracy 3/4
+    # threshold 0.3 (macro F1): pred = [0, 1, 1, 1]
+    #     class 1: TP 2, FP 1, FN 0 -> 4/5; class 0: TP 1 (item 0), FP 0, FN 1 (item 1) -> 2/3
+    #     macro F1 = (4/5 + 2/3)/2 = 11/15
     m = binary_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    assert m == approx({"auroc": 0.75, "auprc": 5 / 6, "precision": 1.0, "recall": 0.5,
-                        "f1": 2 / 3, "accuracy": 0.75})
+    assert m == approx({"auroc": 0.75, "ap": 5 / 6, "auprc": 5 / 6, "pr_auc_trapz": 19 / 24,
+                        "precision": 1.0, "recall": 0.5, "f1": 2 / 3, "f1_pos@0.5": 2 / 3,
+                        "macro_f1@0.3": 11 / 15, "accuracy": 0.75})
 
 
 def test_binary_threshold_is_inclusive():
@@ -85,9 +93,12 @@ def test_binary_ties_hand_example():
     # AUROC pairs: (0.5+ vs 0.5-) tie = 1/2, (0.5+ vs 0.2-) 1, (0.9+ vs both) 2 -> 3.5/4 = 0.875
     # AP: threshold 0.9 -> P = 1/1; threshold 0.5 takes both tied items -> P = 2/3
     #     -> (1 + 2/3) / 2 = 5/6
+    # PR curve: 0.9 -> (1/2, 1), 0.5 (both tied items at once) -> (1, 2/3), 0.2 -> (1, 1/2)
+    #     trapezoid area = 1/2 * (1 + 1)/2 + 1/2 * (1 + 2/3)/2 + 0 = 1/2 + 5/12 = 11/12
     m = binary_metrics([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9])
     assert m["auroc"] == approx(0.875)
-    assert m["auprc"] == approx(5 / 6)
+    assert m["auprc"] == approx(5 / 6) and m["ap"] == approx(5 / 6)
+    assert m["pr_auc_trapz"] == approx(11 / 12)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -106,17 +117,163 @@ def test_binary_matches_sklearn(seed, ties):
 
 def test_binary_single_class_gives_nan_not_crash():
     m = binary_metrics([0, 0, 0], [0.2, 0.7, 0.4])
-    assert math.isnan(m["auroc"]) and math.isnan(m["auprc"])
+    assert math.isnan(m["auroc"]) and math.isnan(m["auprc"]) and math.isnan(m["pr_auc_trapz"])
     # pred = [0, 1, 0]: FP 1 -> precision 0, recall 0/0 -> 0, F1 0, accuracy 2/3
     assert (m["precision"], m["recall"], m["f1"], m["accuracy"]) == approx((0.0, 0.0, 0.0, 2 / 3))
+    # macro F1 at 0.3: pred = [0, 1, 1]; class 1 never occurs in y but is predicted, so it counts:
+    #   class 0: TP 1 (item 0), FN 2 -> 2/4 = 1/2; class 1: FP 2, TP 0 -> 0; macro 1/4
+    assert m["macro_f1@0.3"] == approx(0.25)
+    assert m["macro_f1@0.3"] == approx(_quiet(skm.f1_score, [0, 0, 0], [0, 1, 1], average="macro"))
     m = binary_metrics([1, 1], [0.2, 0.7])
-    assert math.isnan(m["auroc"]) and m["auprc"] == approx(1.0)
+    assert math.isnan(m["auroc"]) and m["auprc"] == approx(1.0) and m["pr_auc_trapz"] == approx(1.0)
+    # pred at 0.3 = [0, 1]: class 1 TP 1 FN 1 -> 2/3; class 0 predicted once, never true -> 0
+    assert m["macro_f1@0.3"] == approx(1 / 3)
 
 
 def test_binary_accepts_column_vectors_and_bools():
     m1 = binary_metrics(np.array([[0], [1], [1]]), np.array([[0.2], [0.9], [0.4]]))
     m2 = binary_metrics([False, True, True], [0.2, 0.9, 0.4])
     assert m1 == m2
+
+
+# ------------------------------------------------------------ readmission: both F1s, AP vs trapezoid
+
+# y = [0, 0, 1, 1, 1, 0], p = [0.2, 0.35, 0.3, 0.6, 0.9, 0.5]
+RD_Y = [0, 0, 1, 1, 1, 0]
+RD_P = [0.2, 0.35, 0.3, 0.6, 0.9, 0.5]
+
+
+def test_readmission_two_f1_definitions_hand_example():
+    # f1_pos@0.5 (positive class, p >= 0.5): pred = [0, 0, 0, 1, 1, 1]
+    #     TP 2 (items 3, 4), FP 1 (item 5), FN 1 (item 2) -> F1 = 4 / (4 + 1 + 1) = 2/3
+    # macro_f1@0.3 (p >= 0.3; item 2 sits exactly on 0.3 and counts): pred = [0, 1, 1, 1, 1, 1]
+    #     class 1: TP 3, FP 2 (items 1, 5), FN 0       -> 6 / (6 + 2) = 3/4
+    #     class 0: TP 1 (item 0), FP 0, FN 2 (items 1, 5) -> 2 / (2 + 2) = 1/2
+    #     macro = (3/4 + 1/2) / 2 = 5/8
+    m = binary_metrics(RD_Y, RD_P)
+    assert m["f1_pos@0.5"] == approx(2 / 3) and m["f1"] == m["f1_pos@0.5"]
+    assert m["macro_f1@0.3"] == approx(5 / 8)
+    assert m["f1_pos@0.5"] == approx(skm.f1_score(RD_Y, np.array(RD_P) >= 0.5, average="binary"))
+    assert m["macro_f1@0.3"] == approx(skm.f1_score(RD_Y, np.array(RD_P) >= 0.3, average="macro"))
+    # float32 probabilities give the same answer: np.float32(0.3) >= np.float32(0.3), and the
+    # MedM-PLM authors' own comparison (float32 -> .tolist() -> float64, then >= 0.3) agrees.
+    p32 = np.array(RD_P, dtype=np.float32)
+    assert binary_metrics(RD_Y, p32)["macro_f1@0.3"] == approx(5 / 8)
+    authors_pred = np.asarray([1 if i else 0 for i in (np.array(p32.tolist()).flatten() >= 0.3)])
+    assert list(authors_pred) == [0, 1, 1, 1, 1, 1]
+
+
+def test_readmission_metric_names_follow_the_thresholds():
+    m = binary_metrics(RD_Y, RD_P, threshold=0.35, macro_threshold=0.5)
+    assert "f1_pos@0.35" in m and "macro_f1@0.5" in m
+    assert "f1_pos@0.5" not in m and "macro_f1@0.3" not in m
+    # at 0.35: pred = [0, 1, 0, 1, 1, 1] -> TP 2, FP 2, FN 1 -> 4/7
+    assert m["f1_pos@0.35"] == approx(4 / 7)
+
+
+def test_macro_f1_leaves_out_a_class_that_never_occurs():
+    # all admissions readmitted, all predicted so: scikit-learn's macro mean is over class 1 only
+    m = binary_metrics([1, 1, 1], [0.9, 0.8, 0.4])
+    assert m["macro_f1@0.3"] == 1.0 == skm.f1_score([1, 1, 1], [1, 1, 1], average="macro")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("ties", [False, True])
+def test_readmission_f1s_and_pr_areas_match_sklearn(seed, ties):
+    y, p = _random_binary(seed, ties=ties)      # ties: scores rounded to 0.1, 0.3 and 0.5 included
+    m = binary_metrics(y, p)
+    assert m["f1_pos@0.5"] == approx(skm.f1_score(y, p >= 0.5, average="binary"))
+    assert m["macro_f1@0.3"] == approx(skm.f1_score(y, p >= 0.3, average="macro"))
+    assert m["ap"] == approx(skm.average_precision_score(y, p))
+    precision, recall, _ = skm.precision_recall_curve(y, p)
+    assert m["pr_auc_trapz"] == approx(skm.auc(recall, precision))
+
+
+def test_ap_and_trapezoid_pr_auc_differ_by_hand():
+    # y = [0, 1], p = [0.9, 0.1]: the negative is ranked first.
+    # PR points from (0, 1): 0.9 -> (recall 0, precision 0), 0.1 -> (1, 1/2)
+    # AP = sum (R_t - R_{t-1}) P_t = 0 * 0 + 1 * 1/2 = 1/2
+    # trapezoid = 0 * (1 + 0)/2 + 1 * (0 + 1/2)/2 = 1/4: the straight line from (0, 0) to
+    #     (1, 1/2) under-counts where AP's step holds precision 1/2 across all of recall
+    m = binary_metrics([0, 1], [0.9, 0.1])
+    assert m["ap"] == approx(0.5) and m["pr_auc_trapz"] == approx(0.25)
+    precision, recall, _ = skm.precision_recall_curve([0, 1], [0.9, 0.1])
+    assert skm.auc(recall, precision) == approx(0.25)
+    assert skm.average_precision_score([0, 1], [0.9, 0.1]) == approx(0.5)
+
+
+# ------------------------------------------------------------ thresholds compare in the scores' dtype
+
+F32_T = np.float32(0.3)                                  # 0.30000001192092896
+F32_BELOW = np.nextafter(F32_T, np.float32(0))            # 0.29999998211860657
+F32_ABOVE = np.nextafter(F32_T, np.float32(1))            # 0.30000004172325134
+
+
+def test_installed_numpy_compares_float32_array_with_python_float_in_float32():
+    # The fact medmm's rule rests on (NEP 50 on NumPy >= 2; value-based casting before it):
+    # G-BERT's float32 array against the Python float 0.3 compares with np.float32(0.3).
+    a = np.array([F32_T, F32_BELOW, F32_ABOVE], dtype=np.float32)
+    assert list(a > 0.3) == [False, False, True]
+    assert list(a.astype(np.float64) > 0.3) == [True, False, True]   # the float64 cast disagrees
+    assert float(F32_T) > 0.3
+
+
+# Two visits, four medications, float32 probabilities, G-BERT's threshold 0.3.
+TIE_Y = [[1, 1, 0, 0],
+         [1, 0, 0, 1]]
+TIE_P = np.array([[0.9, F32_T, F32_BELOW, 0.1],
+                  [0.8, F32_T, F32_BELOW, F32_ABOVE]], dtype=np.float32)
+
+
+def test_gbert_float32_threshold_tie_as_gberts_code():
+    # G-BERT: np.float32(0.3) > 0.3 is False and the value just below is not above either;
+    #   the value just above is recommended.
+    # visit 0: pred {0}, true {0, 1}: J 1/2, P 1, R 1/2, F1 2*(1)(1/2)/(3/2) = 2/3
+    # visit 1: pred {0, 3}, true {0, 3}: J 1, P 1, R 1, F1 1
+    # means: J 3/4, P 1, R 3/4, F1 5/6
+    # (comparing in float64 instead would recommend medication 1 in both visits:
+    #  J (1 + 2/3)/2 = 5/6, P 5/6, R 1, F1 (1 + 4/5)/2 = 9/10)
+    m = gbert_metrics(TIE_Y, TIE_P)
+    assert (m["jaccard"], m["precision"], m["recall"], m["f1"]) == approx((3 / 4, 1.0, 3 / 4, 5 / 6))
+    # G-BERT's metric_report, verbatim, on the same float32 array
+    y_pred = TIE_P.copy()
+    y_pred[y_pred > 0.3] = 1
+    y_pred[y_pred <= 0.3] = 0
+    assert y_pred.tolist() == [[1, 0, 0, 0], [1, 0, 0, 1]]
+    kw = dict(average="samples", zero_division=0)
+    assert m["jaccard"] == approx(skm.jaccard_score(TIE_Y, y_pred, **kw))
+    assert m["f1"] == approx(skm.f1_score(TIE_Y, y_pred, **kw))
+    assert m["precision"] == approx(skm.precision_score(TIE_Y, y_pred, **kw))
+    # A CPU tensor of the same float32 values is the same input.
+    torch = pytest.importorskip("torch")
+    assert gbert_metrics(TIE_Y, torch.from_numpy(TIE_P)) == m
+
+
+def test_gbert_float64_scores_compare_in_float64():
+    # The same numbers held as float64 ARE above the float64 0.3, as G-BERT's code would find
+    # on a float64 array: medication 1 is recommended in both visits (values in the tie test).
+    m = gbert_metrics(TIE_Y, TIE_P.astype(np.float64))
+    assert (m["jaccard"], m["precision"], m["recall"], m["f1"]) == approx((5 / 6, 5 / 6, 1.0, 9 / 10))
+
+
+def test_inclusive_threshold_rounds_too():
+    # np.float32(0.7) = 0.69999998807907 lies BELOW the float64 0.7, so for ">=" the rounding
+    # matters: NumPy's float32 comparison keeps it, a float64 one would drop it.
+    t = np.float32(0.7)
+    p = np.array([[t, 0.1], [0.2, np.nextafter(t, np.float32(0))]], dtype=np.float32)
+    y = [[1, 0], [0, 1]]
+    assert (p >= 0.7).tolist() == [[True, False], [False, False]]
+    # pred [[1, 0], [0, 0]]: TP 1, FN 1 -> micro F1 2/3
+    assert multilabel_metrics(y, p, threshold=0.7)["f1"] == approx(2 / 3)
+    assert binary_metrics([1, 0], p[:, 0], threshold=0.7)["f1_pos@0.7"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "0.5", None])
+def test_threshold_must_be_a_finite_number(bad):
+    with pytest.raises(ValueError, match="threshold: expected a finite number"):
+        binary_metrics([0, 1], [0.2, 0.8], threshold=bad)
+    with pytest.raises(ValueError, match="threshold: expected a finite number"):
+        gbert_metrics(TIE_Y, TIE_P, threshold=bad)
 
 
 @pytest.mark.parametrize(
@@ -472,7 +629,9 @@ def test_zero_shot_matches_sklearn_and_binary_metrics(seed):
     assert m["recall"] == approx(skm.recall_score(y, pred))
     assert m["f1"] == approx(skm.f1_score(y, pred))
     margin = sims[:, 1] - sims[:, 0]
-    assert m == approx(binary_metrics(y, 1 / (1 + np.exp(-margin))))
+    b = binary_metrics(y, 1 / (1 + np.exp(-margin)))
+    assert set(m) == set(b) - {"f1_pos@0.5", "macro_f1@0.3"}   # no threshold, so no named F1s
+    assert m == approx({k: b[k] for k in m})
 
 
 def test_zero_shot_needs_two_prompts():
@@ -571,3 +730,24 @@ def test_results_table_rejects_empty():
         results_table({})
     with pytest.raises(ValueError, match=r"model 'A', metric 'f1' has no values"):
         results_table({"A": {"f1": []}})
+
+
+# =============================================================================== report
+
+
+def test_readmission_report_table_names_and_defines_every_metric():
+    from medmm.eval.report import READMISSION_METRICS, TABLE_METRICS, metric_definitions, table_iii
+
+    runs = [binary_metrics(RD_Y, RD_P), binary_metrics(RD_Y, RD_P[::-1])]
+    old = [{k: runs[0][k] for k in ("f1", "accuracy", "auroc", "auprc")}]   # a result from before
+    t = table_iii({"new": {"readmission": runs}, "old": {"readmission": old}}, ["readmission"],
+                  metrics=READMISSION_METRICS)
+    assert t.data["columns"] == [f"readmission:{m}" for m in READMISSION_METRICS]
+    assert t.data["rows"]["new"]["readmission:macro_f1@0.3"]["values"] == approx(
+        [r["macro_f1@0.3"] for r in runs])
+    assert set(t.data["rows"]["old"]) == {"readmission:auroc"}        # no half-filled averages
+    lines = metric_definitions(["readmission"], READMISSION_METRICS)
+    assert len(lines) == len(READMISSION_METRICS)
+    for m, line in zip(READMISSION_METRICS, lines):
+        assert f"(`{m}`)" in line
+    assert len(metric_definitions(["readmission", "medication", "icd_coding"])) == 3 * len(TABLE_METRICS)

@@ -1,4 +1,4 @@
-"""File helpers shared by every writer: atomic output directories and content hashes."""
+"""File helpers shared by every writer: atomic output directories and files, content hashes."""
 
 from __future__ import annotations
 
@@ -35,6 +35,54 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` so that a reader sees the old file or the whole new one, never a part.
+
+    The text goes to a temporary file in the same directory, is flushed to disk (fsync) and then
+    renamed over `path` (`os.replace`, atomic on POSIX); the directory is fsynced too so that the
+    rename itself survives a power cut. On any error the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # not every file system lets a directory be fsynced
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return path
+
+
+def sha256_dir(path: str | Path) -> str:
+    """Content hash of a directory: every file's relative path and sha256, in sorted order.
+
+    Hidden files (names starting with ".", e.g. an atomic writer's temporary files) are left out;
+    a plain file hashes as `sha256_file`.
+    """
+    root = Path(path)
+    if root.is_file():
+        return sha256_file(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such file or directory")
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if f.is_file() and not any(part.startswith(".") for part in rel.parts):
+            h.update(f"{rel.as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -16,11 +16,24 @@ Which function for which table:
 * ``retrieval_metrics``   MedCSP text -> image retrieval, P@K and R@K.
 * ``zero_shot_metrics``   MedCSP zero-shot binary classification from two prompt similarities.
 
-Thresholds. ``binary_metrics`` and ``multilabel_metrics`` predict positive when
-``y_prob >= threshold`` (PyHealth's convention). ``gbert_metrics`` and ``caml_metrics`` reproduce
-their reference code, which predicts positive when ``y_prob > threshold`` (G-BERT:
-``y_pred[y_pred > threshold] = 1``; CAML: ``np.round``, which sends 0.5 to 0). The two differ
-only for scores exactly equal to the threshold.
+Thresholds. Every thresholded metric decides through one helper, ``_predict``, and it decides
+in the precision the scores arrived in: the threshold is rounded to the scores' float type
+(float32 for a model's sigmoid output) before comparing. That is what NumPy computes for
+G-BERT's ``y_pred[y_pred > 0.3] = 1`` on a float32 array: the Python float 0.3 takes the
+array's type (NEP 50, NumPy >= 2; NumPy 1's value-based casting also kept the array's float32),
+so the comparison is ``p > np.float32(0.3)``. Casting the scores to float64 first and comparing
+with the float64 0.3 moves exactly one float32 value across: np.float32(0.3) =
+0.30000001192092896 is above the float64 0.3 but not above itself, so a visit whose probability
+is that value would gain a medication that G-BERT's code does not give it. The rules:
+
+  binary_metrics, multilabel_metrics  ``y_prob >= threshold`` (PyHealth's convention)
+  binary_metrics' macro F1            ``y_prob >= 0.3`` (MedM-PLM authors' ``vote_pr_curve``)
+  gbert_metrics                       ``y_prob > threshold`` (G-BERT: ``y_pred[y_pred > t] = 1``)
+  caml_metrics                        ``y_prob > threshold`` (CAML: ``np.round``, 0.5 goes to 0)
+
+For ``>=`` the rounding changes nothing at 0.3 (np.float32(0.3) is the smallest float32 that is
+>= the float64 0.3), which is why the MedM-PLM authors' float64 comparison (their readmission
+probabilities pass through ``.tolist()``) agrees with it there. 0.5 is exact in every float type.
 
 Ties in rankings. AUROC gives tied scores half credit (average ranks), AP puts all tied items in
 one threshold step (both as scikit-learn does). The top-k metrics (P@k, R@k) split a tie that
@@ -31,6 +44,7 @@ chance-level value rather than an artefact of index order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -86,6 +100,29 @@ def _as_scores(p, name: str, shape: tuple[int, ...]) -> np.ndarray:
         idx = _first_index(bad)
         raise ValueError(f"{name}{_fmt_index(idx)} = {p[idx]!r} is not a finite score")
     return p
+
+
+def _float_type(p) -> np.dtype:
+    """The float type scores arrived in (float16 / 32 / 64); float64 for integers and booleans."""
+    dt = np.asarray(p).dtype
+    if np.issubdtype(dt, np.floating) and dt.itemsize <= 8:
+        return dt
+    return np.dtype(np.float64)
+
+
+def _predict(p: np.ndarray, threshold: float, float_type: np.dtype, *, strict: bool) -> np.ndarray:
+    """Positive predictions ``p > threshold`` (strict) or ``p >= threshold`` as bools.
+
+    p: float64 scores converted (exactly) from `float_type`, the type they arrived in. The
+    threshold is rounded to `float_type` first, so the answer equals NumPy's comparison of the
+    original array with a Python float (module docstring): for float32 scores,
+    ``p > 0.3`` means ``p > np.float32(0.3)``.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(threshold):
+        raise ValueError(f"threshold: expected a finite number, got {threshold!r}")
+    t = float(np.float64(threshold).astype(float_type))
+    return p > t if strict else p >= t
 
 
 def _check_ks(ks: Iterable[int], name: str = "ks") -> tuple[int, ...]:
@@ -170,6 +207,30 @@ def _average_precision_rows(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
+def _pr_auc_trapezoid(y: np.ndarray, s: np.ndarray) -> float:
+    """Trapezoid area under the precision-recall curve of (n,) labels / scores; NaN without positives.
+
+    The curve is scikit-learn's ``precision_recall_curve``: one point (R_t, P_t) per distinct
+    score t (everything scoring >= t predicted positive), plus the start point (R = 0, P = 1);
+    the area joins the points with straight lines, ``sum (R_t - R_{t-1}) (P_t + P_{t-1}) / 2``,
+    as ``sklearn.metrics.auc(recall, precision)`` does (the MedM-PLM authors' "aupr"). No
+    classifier lies on a straight line between two PR points (Davis & Goadrich 2006), which is
+    why AP, the step-wise sum, is the usual summary; this one is kept to compare with the paper.
+    """
+    n_pos = y.sum()
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    last = np.ones(len(s), dtype=bool)                     # last item of each run of equal scores
+    last[:-1] = s_sorted[1:] != s_sorted[:-1]
+    tp = np.cumsum(y[order])[last]
+    n_predicted = np.flatnonzero(last) + 1.0
+    precision = np.concatenate(([1.0], tp / n_predicted))
+    recall = np.concatenate(([0.0], tp / n_pos))
+    return float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2))
+
+
 def _expected_topk_hits(s: np.ndarray, rel: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
     """Expected number of relevant items among the k highest scores, per row, for every k.
 
@@ -213,31 +274,81 @@ def _confusion(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 # ----------------------------------------------------------------------------- binary
 
 
+# MedM-PLM's authors score readmission F1 as scikit-learn's macro F1 of ``prob >= 0.3``
+# (``vote_pr_curve`` in their ``finetuing/utils.py``, after ClinicalBERT's readmission code).
+MACRO_F1_THRESHOLD = 0.3
+
+
 def _binary_from(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict[str, float]:
     out = _confusion(y, pred)
     out["auroc"] = float(_auroc_rows(y[None], score[None])[0])
-    out["auprc"] = float(_average_precision_rows(y[None], score[None])[0])
+    out["ap"] = float(_average_precision_rows(y[None], score[None])[0])
+    out["auprc"] = out["ap"]
+    out["pr_auc_trapz"] = _pr_auc_trapezoid(y, score)
     return out
 
 
-def binary_metrics(y_true, y_prob, threshold: float = 0.5) -> dict[str, float]:
+def _macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean of the positive and the negative class's F1, over the classes that occur.
+
+    As scikit-learn's ``f1_score(average="macro")`` without ``labels=``: a class that is neither
+    in y nor predicted is left out of the mean (so all-positive labels predicted all positive
+    score 1, not 1/2); every class that does occur has 2 TP + FP + FN > 0.
+    """
+    scores = []
+    for is_class, pred_class in ((y == 1, pred), (y == 0, ~pred)):
+        tp = np.sum(is_class & pred_class)
+        wrong = np.sum(is_class ^ pred_class)                   # FP + FN of this class
+        if tp + wrong:
+            scores.append(2 * tp / (2 * tp + wrong))
+    return float(np.mean(scores))
+
+
+def binary_metrics(y_true, y_prob, threshold: float = 0.5,
+                   macro_threshold: float = MACRO_F1_THRESHOLD) -> dict[str, float]:
     """Binary classification metrics (readmission, ARF, shock, mortality).
 
     y_true: (N,) 0/1 labels; y_prob: (N,) scores (probabilities, or any monotone score for the
-    ranking metrics); a positive prediction is ``y_prob >= threshold``.
+    ranking metrics). Keys, with the code each follows:
 
-    Returns ``f1, accuracy, precision, recall`` of the thresholded predictions (precision, recall
-    and F1 are 0 when their denominator is 0, as scikit-learn's ``zero_division=0``), ``auroc``
-    (area under the ROC curve) and ``auprc`` (average precision, scikit-learn's
-    ``average_precision_score``, the step-wise area under the precision-recall curve).
+      f1_pos@{threshold}   F1 of the POSITIVE class, predicting ``y_prob >= threshold`` (default
+                           0.5): 2 TP / (2 TP + FP + FN); PyHealth's ``binary_metrics_fn`` and
+                           scikit-learn's ``f1_score(average="binary")``.
+      macro_f1@{macro_threshold}
+                           mean of the positive and the negative class's F1, predicting
+                           ``y_prob >= macro_threshold`` (default 0.3); the readmission "F1" of
+                           the MedM-PLM authors' code (scikit-learn ``f1_score(average="macro")``;
+                           a class absent from both labels and predictions is left out).
+      ap                   average precision: sum over distinct scores t of (R_t - R_{t-1}) P_t,
+                           the step-wise area under the PR curve; scikit-learn's
+                           ``average_precision_score`` (the authors' "ap").
+      pr_auc_trapz         trapezoid area under the same PR curve,
+                           ``sklearn.metrics.auc(recall, precision)`` over
+                           ``precision_recall_curve``: the authors' "aupr". Each recall step
+                           is weighted by the mean precision at its two ends instead of the
+                           precision at its end, so it is not AP unless precision is constant.
+      auroc                area under the ROC curve (ties count 1/2); fine-tuning's default
+                           model-selection metric.
+      f1, precision, recall, accuracy
+                           positive-class scores at ``threshold``; ``f1`` equals ``f1_pos@...``
+                           and is the "F1" column of Table III.
+      auprc                the same number as ``ap``, under the name older results use.
 
-    AUROC is undefined when y_true holds a single class, and AUPRC when it holds no positive:
-    they are then NaN (not an exception), so a run on a tiny split still reports its other
-    metrics; ``summarize`` propagates the NaN rather than hiding it.
+    The threshold names are written with ``:g`` (``f1_pos@0.5``, ``macro_f1@0.3``), so results
+    computed at other thresholds never share a key with these. Precision, recall and F1 are 0
+    when their denominator is 0 (scikit-learn's ``zero_division=0``). AUROC is undefined when
+    y_true holds a single class, AP and the trapezoid area when it holds no positive: they are
+    then NaN (not an exception), so a run on a tiny split still reports its other metrics;
+    ``summarize`` propagates the NaN rather than hiding it.
     """
     y = _as_labels(y_true, "y_true", 1)
     p = _as_scores(y_prob, "y_prob", y.shape)
-    return _binary_from(y, p >= threshold, p)
+    float_type = _float_type(y_prob)
+    pred = _predict(p, threshold, float_type, strict=False)
+    out = _binary_from(y, pred, p)
+    out[f"f1_pos@{threshold:g}"] = out["f1"]
+    out[f"macro_f1@{macro_threshold:g}"] = _macro_f1(y, _predict(p, macro_threshold, float_type, strict=False))
+    return out
 
 
 def zero_shot_metrics(similarities, y_true) -> dict[str, float]:
@@ -246,8 +357,10 @@ def zero_shot_metrics(similarities, y_true) -> dict[str, float]:
     similarities: (N, 2) cosine similarity of each image to the [negative, positive] prompt
     (e.g. "no pneumonia" / "pneumonia"); y_true: (N,) 0/1. The prediction is the argmax over the
     two prompts (a tie goes to the negative prompt, as ``argmax`` returns the first maximum);
-    the ranking metrics use the margin ``sim_pos - sim_neg``. Returns the same keys as
-    ``binary_metrics`` (the paper reports precision, recall and F1).
+    the ranking metrics use the margin ``sim_pos - sim_neg``. Returns ``binary_metrics``' keys
+    except the two threshold-named F1s (there is no threshold): ``f1, accuracy, precision,
+    recall`` of the argmax, ``auroc, ap, auprc, pr_auc_trapz`` of the margin (the paper reports
+    precision, recall and F1).
     """
     y = _as_labels(y_true, "y_true", 1)
     sim = _as_scores(similarities, "similarities", (len(y), 2))
@@ -281,7 +394,7 @@ def multilabel_metrics(y_true, y_prob, threshold: float = 0.5) -> dict[str, floa
     """
     y = _as_labels(y_true, "y_true", 2)
     p = _as_scores(y_prob, "y_prob", y.shape)
-    pred = p >= threshold
+    pred = _predict(p, threshold, _float_type(y_prob), strict=False)
     out = _confusion(y, pred)
     tp = np.sum(pred & (y == 1), axis=0)
     fp = np.sum(pred & (y == 0), axis=0)
@@ -308,8 +421,11 @@ def gbert_metrics(y_true, y_prob, threshold: float = 0.3) -> dict[str, float]:
     """Medication recommendation metrics as G-BERT's ``multi_label_metric`` defines them.
 
     y_true: (N, M) 0/1 medications of each visit; y_prob: (N, M); a medication is recommended
-    when ``y_prob > threshold`` (strict, as in G-BERT). All metrics are per visit, then averaged
-    over visits:
+    when ``y_prob > threshold``, strict and in the probabilities' own float type, as G-BERT's
+    ``metric_report`` computes ``y_pred[y_pred > 0.3] = 1`` on its float32 sigmoid outputs: a
+    probability of exactly np.float32(0.3) is NOT recommended (module docstring, Thresholds).
+    The MedM-PLM authors' medication code is the same function. All metrics are per visit, then
+    averaged over visits:
 
       jaccard    |pred & true| / |pred | true|; 0 when the union is empty (G-BERT meant 0 there,
                  but its test ``union == 0`` compares a set with 0 and would divide by zero).
@@ -323,7 +439,7 @@ def gbert_metrics(y_true, y_prob, threshold: float = 0.3) -> dict[str, float]:
     """
     y = _as_labels(y_true, "y_true", 2)
     p = _as_scores(y_prob, "y_prob", y.shape)
-    pred = p > threshold
+    pred = _predict(p, threshold, _float_type(y_prob), strict=True)
     inter = np.sum(pred & (y == 1), axis=1)
     n_pred, n_true = pred.sum(axis=1), y.sum(axis=1)
     union = n_pred + n_true - inter
@@ -345,7 +461,8 @@ def caml_metrics(y_true, y_prob, ks: Sequence[int] = (5, 8, 15), threshold: floa
     """ICD coding metrics as CAML's ``evaluation.py`` (Mullenbach et al. 2018) defines them.
 
     y_true: (N, L) 0/1 codes per admission; y_prob: (N, L); a code is predicted when
-    ``y_prob > threshold`` (CAML rounds the probabilities, which sends 0.5 to 0).
+    ``y_prob > threshold`` in the probabilities' own float type (CAML rounds the probabilities
+    with ``np.round``, which sends 0.5 to 0; 0.5 is exact in every float type).
 
     Micro (every cell one decision): ``micro_precision``, ``micro_recall``, ``micro_f1`` (their
     harmonic mean, equal to scikit-learn's micro-F1), ``micro_accuracy`` = TP / (TP + FP + FN)
@@ -365,7 +482,7 @@ def caml_metrics(y_true, y_prob, ks: Sequence[int] = (5, 8, 15), threshold: floa
     y = _as_labels(y_true, "y_true", 2)
     p = _as_scores(y_prob, "y_prob", y.shape)
     ks = _check_ks(ks)
-    pred = p > threshold
+    pred = _predict(p, threshold, _float_type(y_prob), strict=True)
     tp_l = np.sum(pred & (y == 1), axis=0).astype(np.float64)  # (L,)
     pred_l, true_l = pred.sum(axis=0), y.sum(axis=0)
     union_l = pred_l + true_l - tp_l

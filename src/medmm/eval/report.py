@@ -6,6 +6,7 @@ Pure writers: they take numbers and strings, never models or datasets.
     plot_training_ratio(curves, "figures/training_ratio.png")   # Figure 4
     plot_attention(words, w_words, codes, w_codes, "figures/attention.png")  # Figure 5
     comparison_sentences(per_seed, tasks, "medm-plm")        # honest "does not beat" lines
+    metric_definitions(tasks)                                # one line defining each column
 
 Figures use matplotlib's Agg backend (no display needed) and are written atomically.
 """
@@ -25,7 +26,33 @@ import numpy as np
 from medmm.eval.aggregate import format_mean_std, mean_std, results_table
 
 TABLE_METRICS = ("f1", "accuracy", "auroc")  # Table III: F1 / Accuracy / AUC per task
-METRIC_NAMES = {"f1": "F1", "accuracy": "Acc", "auroc": "AUROC"}
+# Readmission under each F1 and PR-area definition in use (keys of `binary_metrics`).
+READMISSION_METRICS = ("auroc", "f1_pos@0.5", "macro_f1@0.3", "ap", "pr_auc_trapz")
+METRIC_NAMES = {"f1": "F1", "accuracy": "Acc", "auroc": "AUROC", "f1_pos@0.5": "F1 pos. @0.5",
+                "macro_f1@0.3": "macro-F1 @0.3", "ap": "AP", "pr_auc_trapz": "PR-AUC trapz"}
+# One line per metric, for the report; TABLE_METRICS depend on the task, the others are readmission's.
+METRIC_DEFINITIONS = {
+    ("readmission", "f1"): "F1 of the positive class (readmitted) at p >= 0.5, the same number as f1_pos@0.5.",
+    ("readmission", "accuracy"): "fraction of admissions classified correctly at p >= 0.5.",
+    ("readmission", "auroc"): "area under the ROC curve (ties count 1/2); the default model-selection metric.",
+    ("medication", "f1"): "micro-F1 over every (visit, medication) cell at p >= 0.5 (G-BERT's per-visit "
+                          "F1 at p > 0.3 is `gbert_f1` in results.json).",
+    ("medication", "accuracy"): "element-wise accuracy over (visit, medication) cells at p >= 0.5.",
+    ("medication", "auroc"): "micro AUROC over (visit, medication) cells; the default model-selection metric.",
+    ("icd_coding", "f1"): "micro-F1 over every (admission, code) cell at p >= 0.5 (CAML's macro-F1 is "
+                          "`macro_f1` in results.json).",
+    ("icd_coding", "accuracy"): "element-wise accuracy over (admission, code) cells at p >= 0.5.",
+    ("icd_coding", "auroc"): "micro AUROC over (admission, code) cells; the default model-selection metric.",
+    ("readmission", "f1_pos@0.5"): "F1 of the positive class at p >= 0.5: 2TP / (2TP + FP + FN) "
+                                   "(scikit-learn `f1_score(average='binary')`).",
+    ("readmission", "macro_f1@0.3"): "mean of the readmitted and the not-readmitted class's F1 at p >= 0.3, "
+                                     "the F1 the MedM-PLM authors' code reports (`f1_score(average='macro')`).",
+    ("readmission", "ap"): "average precision, the step-wise area under the precision-recall curve "
+                           "(`average_precision_score`; `auprc` in results.json).",
+    ("readmission", "pr_auc_trapz"): "trapezoid area under the precision-recall curve, `auc(recall, "
+                                     "precision)`: the authors' 'aupr' (straight lines between PR points, "
+                                     "so it is not AP).",
+}
 TASK_NAMES = {"medication": "Medication", "readmission": "Readmission", "icd_coding": "ICD coding"}
 ORACLE_ROW = "oracle (generator truth)"
 ORACLE_FRAC = "oracle_frac"
@@ -33,6 +60,19 @@ ORACLE_FRAC = "oracle_frac"
 
 def column(task: str, metric: str) -> str:
     return f"{task}:{metric}"
+
+
+def metric_definitions(tasks: Sequence[str], metrics: Sequence[str] = TABLE_METRICS) -> list[str]:
+    """One Markdown line per (task, metric) that has a definition: "Readmission F1: ...".
+
+    A pair without an entry in METRIC_DEFINITIONS is skipped (there is nothing true to say).
+    """
+    out = []
+    for t in tasks:
+        for m in metrics:
+            if (t, m) in METRIC_DEFINITIONS:
+                out.append(f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)} (`{m}`): {METRIC_DEFINITIONS[t, m]}")
+    return out
 
 
 def oracle_fraction(auroc: float, oracle_auroc: float) -> float:
@@ -55,9 +95,11 @@ def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]
     """Table III from `per_seed[model][task] = [test metrics of each seed]`.
 
     Rows = models (in the given order), columns = `metrics` per task as mean (std) over seeds, in
-    percent. With `oracle[task]` (the generator's ground-truth scorer on the same test samples) an
-    oracle row is added and, for `oracle_task`, a column with each model's recovered fraction of
-    the oracle's AUROC margin over chance (per seed, then mean (std)).
+    percent; a metric missing from any of a model's runs (a result written before the metric
+    existed) leaves that cell empty rather than averaging fewer seeds. With `oracle[task]` (the
+    generator's ground-truth scorer on the same test samples) an oracle row is added and, for
+    `oracle_task`, a column with each model's recovered fraction of the oracle's AUROC margin
+    over chance (per seed, then mean (std)).
     """
     columns = [column(t, m) for t in tasks for m in metrics]
     headers = {column(t, m): f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)}" for t in tasks for m in metrics}
@@ -71,7 +113,7 @@ def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]
         for t in tasks:
             runs = by_task.get(t) or []
             for m in metrics:
-                if runs:
+                if runs and all(m in r for r in runs):
                     row[column(t, m)] = [float(r[m]) for r in runs]
             if with_frac and t == oracle_task and runs:
                 o = float(oracle[oracle_task]["auroc"])  # type: ignore[index]
@@ -261,4 +303,4 @@ def plot_attention(words: Sequence[str], word_weights: Sequence[float], codes: S
 
 __all__ = ["ReportTable", "table_iii", "parse_markdown_table", "comparison_sentences", "oracle_fraction",
            "plot_training_ratio", "plot_attention", "write_text", "write_json", "column", "ORACLE_ROW",
-           "TABLE_METRICS"]
+           "TABLE_METRICS", "READMISSION_METRICS", "METRIC_DEFINITIONS", "metric_definitions"]

@@ -29,13 +29,36 @@ The demo's settings: `demo_experiment_config()` / configs/demo_experiment.yaml, 
 `run_demo_experiment` (the demo's experiment step).
 
 Outputs in OUT: report.md, results.csv (Table III: <column>_mean/_std/_n), results.json (the
-table, every run's full metrics, the oracle, the Figure 4 curves, timings, the config),
-figures/training_ratio.png, figures/attention.png, runs/<task>/<model>/seed<k>[-f<frac>]/.
+table, every run's full metrics, the oracle, the Figure 4 curves, the config),
+figures/training_ratio.png, figures/attention.png, timings.json and timings.md (wall and CPU
+seconds, see below), runs/<task>/<model>/seed<k>[-f<frac>]/ (one directory per run).
+
+Resuming. Invoked again with the same OUT, the experiment runs only what is not finished:
+    runs/<task>/<model>/seed<k>[-f<frac>]/
+        result.json       the run's result (`run_finetune`) plus `config_hash`; written last and
+                          atomically (temporary file, fsync, rename), so it marks the run finished
+        run_config.json   what `config_hash` is the sha256 of (`run_config`): the run's key (task,
+                          model, seed, train fraction), its resolved fine-tuning config (this model's
+                          learning rate and overrides, this task's selection metric and task
+                          options) and the content hashes of the dataset and pre-trained assets
+        attention.json    Figure 5's run only: `attention_example` of its model (null if none), so
+                          the figure is drawn again when that run is skipped
+        train/, predictions.parquet
+A run is skipped when its result.json parses and holds the hash of the current config; an
+unreadable result.json or a different hash reruns it (a log line says why). Changing one
+model's learning rate thus reruns that model's runs only; changing the dataset or a pre-trained
+model reruns everything; a code change reruns nothing (start from a new OUT for that).
+A run that fails is logged and the others go on; the error is raised at the end. report.md,
+results.csv and results.json depend only on the finished runs, so for one OUT they are the same,
+byte for byte, whether the experiment ran in one go or in several; clock times, which are not,
+go to timings.json / timings.md (each run's own seconds, from its result.json, and this
+invocation's tokenise / featurise / cache / fine-tune / total seconds and worker count).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -49,10 +72,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from medmm.data.io import sha256_file
+from medmm.data.io import atomic_write_text, sha256_dir, sha256_file
 from medmm.eval import report as R
 from medmm.eval.metrics import binary_metrics
-from medmm.recipes.finetune import FinetuneConfig, TaskData, load_records, predict, prepare_task, run_finetune
+from medmm.recipes.finetune import (FinetuneConfig, TaskData, load_records, predict, prepare_task,
+                                    resolved_train_config, run_finetune)
 from medmm.tasks.featurize import Collator, NoteTokens
 from medmm.tasks.spec import TASK_NAMES
 
@@ -183,6 +207,131 @@ def attention_example(model: Any, td: TaskData, assets: Any, cfg: FinetuneConfig
 
 
 # ---------------------------------------------------------------------------------------------
+# Resumable runs: what each run depends on, and its record in OUT
+
+RESULT, RUN_CONFIG, ATTENTION = "result.json", "run_config.json", "attention.json"
+CLOCK_KEYS = ("wall_time_s", "cpu_time_s", "train_time_s")  # per run; kept out of results.json
+# FinetuneConfig fields that only one task reads: the other tasks' runs do not depend on them.
+_TASK_ONLY = {"readmission_balance": "readmission", "icd_label_set": "icd_coding", "icd_top_k": "icd_coding",
+              "max_history": "medication"}
+
+
+@dataclass
+class RunSpec:
+    """One fine-tuning of the grid: its key, its directory in OUT and what its result depends on."""
+
+    task: str
+    model: str
+    seed: int
+    train_fraction: float
+    dir: Path
+    config: dict[str, Any]  # `run_config`, written beside the result as run_config.json
+    config_hash: str
+    attention: bool  # the run whose model draws Figure 5
+
+    @property
+    def label(self) -> str:
+        r = self.train_fraction
+        return f"{self.model} / {self.task} / seed {self.seed}" + (f" / {r:.0%} of train" if r < 1 else "")
+
+
+def input_identity(data_dir: str | Path, assets: Any) -> dict[str, str | None]:
+    """Content hashes of what every run reads: the dataset directory and the pre-trained assets
+    (directory contents, not paths, so a moved directory is the same input)."""
+    ids: dict[str, str | None] = {"dataset": sha256_dir(data_dir)}
+    for name in ("medm_plm_path", "text_path", "gbert_path"):
+        path = getattr(assets, name, None)
+        ids[name] = None if path is None else sha256_dir(path)
+    # The tokenizer and code vocabulary as loaded (they need not come from one of those directories).
+    ids["tokenizer"] = _sha256_json(sorted(assets.tokenizer.get_vocab().items()))
+    ids["code_config"] = _sha256_json(assets.code_config.to_dict())
+    return ids
+
+
+def run_config(task: str, model: str, seed: int, train_fraction: float, ft: FinetuneConfig,
+               inputs: dict[str, str | None]) -> dict[str, Any]:
+    """Everything one run's result depends on: its key, `ft` resolved for this model and task
+    (the loop's config with this model's learning rate and this task's selection metric; this
+    model's overrides; task options only for their task) and the identity of its inputs."""
+    resolved = dataclasses.asdict(ft)
+    resolved["train"] = dataclasses.asdict(resolved_train_config(model, task, ft, seed))
+    del resolved["lr"], resolved["selection_metric"]  # resolved into train.lr / train.early_stopping_metric
+    resolved["model_overrides"] = ft.model_overrides.get(model, {})
+    for name, only in _TASK_ONLY.items():
+        if task != only:
+            del resolved[name]
+    return {"task": task, "model": model, "seed": seed, "train_fraction": train_fraction, "finetune": resolved,
+            "inputs": inputs}
+
+
+def _sha256_json(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stored_result(run: RunSpec) -> tuple[dict[str, Any] | None, str | None]:
+    """(result, None) if an earlier invocation finished this run with the same config, else
+    (None, why its record cannot be used; None when there is none)."""
+    path = run.dir / RESULT
+    if not path.is_file():
+        return None, None
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # a truncated file is a JSONDecodeError (a ValueError)
+        return None, f"{RESULT} is unreadable ({type(e).__name__}: {e})"
+    if not isinstance(res, dict) or not isinstance(res.get("metrics"), dict):
+        return None, f"{RESULT} holds no run result"
+    if "config_hash" not in res:
+        return None, f"{RESULT} has no config_hash (the run stopped before it was recorded)"
+    if res["config_hash"] != run.config_hash:
+        return None, f"the config changed ({_config_changes(run)})"
+    if run.attention:
+        try:
+            json.loads((run.dir / ATTENTION).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, f"no {ATTENTION} (this run now draws Figure 5)"
+        except (ValueError, OSError) as e:
+            return None, f"{ATTENTION} is unreadable ({type(e).__name__}: {e})"
+    return res, None
+
+
+def _config_changes(run: RunSpec, most: int = 3) -> str:
+    """'finetune.train.lr 0.0002 -> 0.001, ...' from the stored run_config.json."""
+    try:
+        old = json.loads((run.dir / RUN_CONFIG).read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return f"config_hash differs; no readable {RUN_CONFIG}"
+    a, b = _flatten(old), _flatten(json.loads(json.dumps(run.config)))
+    diff = [f"{k} {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+    if not diff:
+        return "config_hash differs"
+    return ", ".join(diff[:most]) + (f" and {len(diff) - most} more" if len(diff) > most else "")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    if not isinstance(d, dict) or not d:
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for key, val in d.items():
+        out.update(_flatten(val, f"{prefix}{key}."))
+    return out
+
+
+def load_result(run: RunSpec) -> dict[str, Any]:
+    """The finished run's result as the report uses it (NaN metrics are null in JSON)."""
+    res, why = stored_result(run)
+    if res is None:
+        raise RuntimeError(f"{run.dir}: run {run.label} has no usable {RESULT} ({why or 'none written'})")
+    for key in ("metrics", "best_val"):
+        if isinstance(res.get(key), dict):
+            res[key] = {k: math.nan if v is None else v for k, v in res[key].items()}
+    res["out_dir"] = str(run.dir)  # where it is now, should OUT have moved since the run
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
 # The experiment
 
 
@@ -207,22 +356,31 @@ def _init_worker(state: dict[str, Any], caches: dict) -> None:
         torch.set_num_threads(state["cfg"].finetune.num_threads)
 
 
-def _job(k: int, t: str, m: str, s: int, r: float) -> tuple[int, dict[str, Any], dict[str, Any] | None, float]:
-    """One (task, model, seed, fraction) fine-tuning; returns (k, result, attention or None, seconds)."""
+def _job(k: int, run: RunSpec) -> tuple[int, dict[str, Any], float]:
+    """One fine-tuning, recorded in run.dir (see "Resuming" above); returns (k, result, seconds)."""
     w = _WORKER
-    out, cfg, task_data, assets = w["out"], w["cfg"], w["task_data"], w["assets"]
-    run_dir = out / "runs" / t / m.replace("+", "_plus_") / (f"seed{s}" + (f"-f{r:g}" if r < 1 else ""))
-    want_attn = m == cfg.ours and t == cfg.attention_task and r == 1.0 and s == w["first_seed"]
+    cfg, td, assets = w["cfg"], w["task_data"][run.task], w["assets"]
+    for name in (RESULT, ATTENTION):  # nothing an earlier run left here may pass for this run's
+        (run.dir / name).unlink(missing_ok=True)
     t_run = time.perf_counter()
-    res, model, _ = run_finetune(m, task_data[t], None, assets, cfg.finetune, run_dir, seed=s, train_fraction=r,
-                                 keep_model=want_attn)
-    attention = attention_example(model, task_data[t], assets, cfg.finetune) if want_attn and model is not None \
-        else None
-    return k, res, attention, time.perf_counter() - t_run
+    res, model, _ = run_finetune(run.model, td, None, assets, cfg.finetune, run.dir, seed=run.seed,
+                                 train_fraction=run.train_fraction, keep_model=run.attention)
+    if run.attention:
+        attention = None if model is None else attention_example(model, td, assets, cfg.finetune)
+        atomic_write_text(run.dir / ATTENTION, json.dumps(attention) + "\n")
+    atomic_write_text(run.dir / RUN_CONFIG, json.dumps(run.config, indent=2, sort_keys=True) + "\n")
+    # Last: run_finetune's result.json again, now with the hash that marks the run finished.
+    stored = json.loads((run.dir / RESULT).read_text(encoding="utf-8"))
+    atomic_write_text(run.dir / RESULT, json.dumps({**stored, "config_hash": run.config_hash}, indent=2) + "\n")
+    return k, res, time.perf_counter() - t_run
 
 
-def _job_star(args: tuple) -> tuple[int, dict[str, Any], dict[str, Any] | None, float]:
-    return _job(*args)
+def _job_star(args: tuple[int, RunSpec]) -> tuple[int, dict[str, Any], float]:
+    try:
+        return _job(*args)
+    except Exception as e:
+        e.add_note(f"medmm experiment: run {args[1].label} failed")  # travels back from a worker with e
+        raise
 
 
 def warm_text_caches(models: Sequence[str], task_data: dict[str, TaskData], assets: Any,
@@ -287,21 +445,40 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
     ratio_models = [m for m in cfg.ratio_models if m in models] if cfg.ratio_task in tasks else []
     jobs = [(t, m, s, 1.0) for t in tasks for m in models for s in seeds]
     jobs += [(cfg.ratio_task, m, s, r) for m in ratio_models for r in ratios if r < 1.0 for s in seeds]
+    t_h = time.perf_counter()
+    inputs = input_identity(data_dir, assets)
+    runs = [_run_spec(out, t, m, s, r, cfg, inputs, seeds[0]) for t, m, s, r in jobs]
+    todo = []
+    for run in runs:
+        res, why = stored_result(run)
+        if res is None:
+            todo.append(run)
+            if why:
+                _log(t0, f"rerun {run.label}: {why}")
+    timings["hash_inputs_s"] = round(time.perf_counter() - t_h, 2)
+    _log(t0, f"{len(runs)} runs: {len(runs) - len(todo)} finished by an earlier invocation in {out} (skipped), "
+             f"{len(todo)} to run")
     prev_threads = torch.get_num_threads()
     try:
         # The cache warm-up is one batched pass with nothing beside it: all of torch's threads.
         t_w = time.perf_counter()
-        warmed = warm_text_caches(models, task_data, assets, ft)
+        warmed = warm_text_caches([m for m in models if any(r.model == m for r in todo)], task_data, assets, ft)
         timings["text_cache_s"] = round(time.perf_counter() - t_w, 2)
         if warmed:
             _log(t0, "frozen text towers run once over the notes: "
                      + ", ".join(f"{m} {n} notes" for m, n in warmed.items()) + f" ({timings['text_cache_s']:.1f}s)")
         if ft.num_threads:
             torch.set_num_threads(ft.num_threads)  # the sequential runs (workers set their own)
-        runs, attention, t_ft = _run_jobs(jobs, out, cfg, task_data, assets, seeds, t0)
+        t_ft = time.perf_counter()
+        if todo:
+            _run_jobs(todo, cfg, task_data, assets, t0)
     finally:
         torch.set_num_threads(prev_threads)
     timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
+    # Every result from its record in OUT, whether run now or earlier: one path to the report.
+    results = [load_result(run) for run in runs]
+    attention = next((json.loads((run.dir / ATTENTION).read_text(encoding="utf-8")) for run in runs
+                      if run.attention), None)
 
     # Oracle on the readmission test samples (synthetic data with a ground truth only).
     oracle: dict[str, dict[str, float]] = {}
@@ -310,36 +487,60 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
         oracle["readmission"] = oracle_readmission(task_data["readmission"], gt)
         _log(t0, f"oracle (generator truth, {gt}): test AUROC {_fmt(oracle['readmission']['auroc'])}")
 
-    _write_outputs(out, runs, models, tasks, seeds, ratios, ratio_models, cfg, oracle, attention, timings,
-                   task_data, data_dir, gt, t0)
+    table_runs = [{k: v for k, v in res.items() if k not in CLOCK_KEYS} for res in results]
+    _write_outputs(out, table_runs, models, tasks, seeds, ratios, ratio_models, cfg, oracle, attention,
+                   task_data, data_dir, gt)
     timings["total_s"] = round(time.perf_counter() - t0, 2)
+    _write_timings(out, runs, results, {r.dir for r in todo}, timings, cfg)
     _log(t0, f"report: {out / 'report.md'}")
     return out / "report.md"
 
 
-def _run_jobs(jobs: list[tuple[str, str, int, float]], out: Path, cfg: ExperimentConfig,
-              task_data: dict[str, TaskData], assets: Any, seeds: list[int], t0: float
-              ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, float]:
-    """Every job, sequentially or in `cfg.workers` worker processes; results in job order.
+def _run_spec(out: Path, t: str, m: str, s: int, r: float, cfg: ExperimentConfig, inputs: dict[str, str | None],
+              first_seed: int) -> RunSpec:
+    rc = run_config(t, m, s, r, cfg.finetune, inputs)
+    run_dir = out / "runs" / t / m.replace("+", "_plus_") / (f"seed{s}" + (f"-f{r:g}" if r < 1 else ""))
+    return RunSpec(t, m, s, r, run_dir, rc, _sha256_json(rc),
+                   attention=m == cfg.ours and t == cfg.attention_task and r == 1.0 and s == first_seed)
+
+
+def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, TaskData], assets: Any,
+              t0: float) -> None:
+    """Every run, sequentially or in `cfg.workers` worker processes, each recorded in its directory.
 
     Workers are SPAWNED, not forked: polars' and torch's thread pools do not survive a fork (a
     forked worker deadlocks in its first parallel polars call). Each worker receives the task
     data, the assets and the filled note caches once, at start-up. Each run seeds itself
     (`run_finetune`), so a result does not depend on which process ran it or in what order
     (tests check workers=2 against workers=1). Longest jobs first keeps the workers evenly loaded.
+
+    A run that raises is logged and the others go on (each finished one is saved); the first
+    error is raised at the end, so the same command run again does only the failed runs. An
+    interrupt (Ctrl-C) stops the pool at once: the runs in flight are lost, the finished ones kept.
     """
     import multiprocessing as mp
 
     from medmm.models import downstream
 
-    state = dict(out=out, cfg=cfg, task_data=task_data, assets=assets, first_seed=seeds[0])
+    state = dict(cfg=cfg, task_data=task_data, assets=assets)
     _WORKER.update(state)
-    order = sorted(range(len(jobs)), key=lambda k: -_job_cost(jobs[k], task_data))
-    args = [(k, *jobs[k]) for k in order]
-    results: dict[int, dict[str, Any]] = {}
-    attention: dict[str, Any] | None = None
-    t_ft = time.perf_counter()
-    workers = min(cfg.workers, len(jobs))
+    order = sorted(range(len(runs)), key=lambda k: -_job_cost(runs[k], task_data))
+    args = [(k, runs[k]) for k in order]
+    failed: list[Exception] = []
+
+    def log_run(n: int, item: tuple[int, dict[str, Any], float] | Exception) -> None:
+        if isinstance(item, Exception):
+            failed.append(item)
+            note = (getattr(item, "__notes__", None) or ["a run failed"])[-1]
+            _log(t0, f"[{n}/{len(runs)}] {note}: {type(item).__name__}: {item}")
+            return
+        k, res, secs = item
+        sel = res["selection_metric"]
+        _log(t0, f"[{n}/{len(runs)}] {runs[k].label}: test {sel} {_fmt(res['metrics'].get(sel))}, "
+                 f"val {_fmt(res['best_val'].get(sel))}, {res['steps']} steps, {secs:.1f}s "
+                 f"({res.get('cpu_time_s', 0):.1f} CPU s)")
+
+    workers = min(cfg.workers, len(runs))
     try:
         if workers > 1:
             # Tensors go to the workers through shared memory named by file ("file_system"), not
@@ -352,38 +553,49 @@ def _run_jobs(jobs: list[tuple[str, str, int, float]], out: Path, cfg: Experimen
                                                      initargs=(state, dict(downstream._NOTE_CACHES)))
             finally:
                 torch.multiprocessing.set_sharing_strategy(strategy)
-            stream = pool.imap_unordered(_job_star, args)
-        else:
-            pool, stream = None, (_job(*a) for a in args)
-        try:
-            for n, (k, res, attn, secs) in enumerate(stream, 1):
-                results[k] = res
-                attention = attention if attn is None else attn
-                t, m, s, r = jobs[k]
-                sel = res["selection_metric"]
-                _log(t0, f"[{n}/{len(jobs)}] {m} / {t} / seed {s}" + (f" / {r:.0%} of train" if r < 1 else "")
-                         + f": test {sel} {_fmt(res['metrics'].get(sel))}, val {_fmt(res['best_val'].get(sel))}, "
-                           f"{res['steps']} steps, {secs:.1f}s ({res.get('cpu_time_s', 0):.1f} CPU s)")
-        finally:
-            if pool is not None:
+            try:
+                stream = pool.imap_unordered(_job_star, args)
+                for n in range(1, len(args) + 1):
+                    try:
+                        item = next(stream)
+                    except Exception as e:  # that run's error; the iterator goes on with the others
+                        item = e
+                    log_run(n, item)
+            except BaseException:
+                pool.terminate()
+                raise
+            else:
                 pool.close()
+            finally:
                 pool.join()
+        else:
+            for n, a in enumerate(args, 1):
+                try:
+                    item = _job_star(a)
+                except Exception as e:
+                    item = e
+                log_run(n, item)
     finally:
         _WORKER.clear()
-    return [results[k] for k in range(len(jobs))], attention, t_ft
+    if failed:
+        _log(t0, f"{len(failed)} of {len(runs)} runs failed; the others are saved, so the same command again "
+                 "runs only the failed ones")
+        raise failed[0]
 
 
-def _job_cost(job: tuple[str, str, int, float], task_data: dict[str, TaskData]) -> float:
+def _job_cost(run: RunSpec, task_data: dict[str, TaskData]) -> float:
     """A rough relative cost for scheduling: training samples x fraction x model weight."""
-    t, m, _, r = job
+    t, m, r = run.task, run.model, run.train_fraction
     weight = 0.05 if m == "lr" else (3.0 if t == "medication" else 1.0)
     return len(task_data[t].splits["train"]) * r * weight
 
 
 def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[str], seeds: list[int],
                    ratios: list[float], ratio_models: list[str], cfg: ExperimentConfig,
-                   oracle: dict[str, dict[str, float]], attention: dict | None, timings: dict[str, float],
-                   task_data: dict[str, TaskData], data_dir: Any, gt: Path | None, t0: float) -> None:
+                   oracle: dict[str, dict[str, float]], attention: dict | None,
+                   task_data: dict[str, TaskData], data_dir: Any, gt: Path | None) -> None:
+    """report.md, results.csv, results.json: from the finished runs only (no clock times, no
+    worker count), so a resumed experiment writes the same bytes as an uninterrupted one."""
     full = [r for r in runs if r["train_fraction"] == 1.0]
     per_seed = {m: {t: [r["metrics"] for r in full if r["model"] == m and r["task"] == t] for t in tasks}
                 for m in models}
@@ -409,11 +621,6 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
         fig_notes.append(f"Figure 5 not drawn: no fine-tuned {cfg.ours} {cfg.attention_task} model returned "
                          "cross-modal attention.")
 
-    timing_rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for r in runs:
-        key = (r["model"], r["task"])
-        timing_rows.setdefault(key, []).append((r["wall_time_s"], r.get("cpu_time_s", math.nan)))
-
     md = ["# MedM-PLM experiment: Table III on this dataset", ""]
     md.append(f"Dataset: `{data_dir}`. Seeds: {', '.join(map(str, seeds))} (fixed patient split, seed "
               f"{cfg.finetune.split_seed}; the seed varies initialisation, dropout and data order). "
@@ -424,7 +631,7 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
                       for t, td in task_data.items())
     md.append(f"Samples (train/val/test): {sizes}. Model selection: validation "
               + ", ".join(f"{t} {cfg.finetune.selection_metric.get(t, 'auroc')}" for t in tasks)
-              + "; F1 / Acc for multi-label tasks are micro-F1 and element-wise accuracy at 0.5.")
+              + "; each column is defined below Table III.")
     if "readmission" in tasks:
         bal = cfg.finetune.readmission_balance
         md.append("")
@@ -433,6 +640,7 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
                                              "every eligible admission, at the natural prevalence "
                                              "(`readmission_balance: natural`; the paper undersampled 1:1)."))
     md += ["", "## Table III", "", table.markdown.rstrip(), ""]
+    md += [f"* {d}" for d in R.metric_definitions(tasks)] + [""]
     if oracle:
         o = oracle["readmission"]
         md.append(f"The oracle row scores the generator's true 30-day readmission probability on the same test "
@@ -441,6 +649,10 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
         md.append("")
     elif "readmission" in tasks:
         md += ["No generator ground truth was found beside the dataset, so there is no oracle row.", ""]
+    if "readmission" in tasks:
+        rt = R.table_iii(per_seed, ["readmission"], metrics=R.READMISSION_METRICS)
+        md += ["## Readmission under each F1 and PR-area definition", "", rt.markdown.rstrip(), ""]
+        md += [f"* {d}" for d in R.metric_definitions(["readmission"], R.READMISSION_METRICS)] + [""]
     if sentences:
         md += ["## How MedM-PLM compares (test AUROC)", ""] + [f"* {s}" for s in sentences] + [""]
     md += ["## Figures", ""]
@@ -451,26 +663,47 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
         md.append(f"* Figure 5, `figures/attention.png`: cross-modal attention of the fine-tuned {cfg.ours} "
                   f"on test visit {attention['visit_id']}.")
     md += [f"* {n}" for n in fig_notes] + [""]
-    md += ["## Timings", "", "Wall seconds depend on what else the machine runs; CPU seconds are this run's own "
-           "cost (summed over its threads).", "",
-           "| model | task | runs (incl. Figure 4) | wall seconds (total) | CPU seconds (total) |",
-           "|---|---|---:|---:|---:|"]
-    for (m, t), secs in timing_rows.items():
-        md.append(f"| {m} | {t} | {len(secs)} | {sum(w for w, _ in secs):.1f} | {sum(c for _, c in secs):.1f} |")
-    md += ["", f"Tokenise {timings['tokenise_s']:.1f}s, featurise {timings['featurise_s']:.1f}s, "
-               f"frozen text towers over the notes {timings.get('text_cache_s', 0.0):.1f}s, "
-               f"fine-tune {timings['finetune_s']:.1f}s ({cfg.workers} worker process(es)), "
-               f"total {time.perf_counter() - t0:.1f}s.", ""]
+    md += ["Timings (per run and per invocation): `timings.md`, `timings.json`.", ""]
 
     R.write_text(out / "report.md", "\n".join(md))
     R.write_text(out / "results.csv", table.csv)
     R.write_json(out / "results.json", {
         "table": table.data, "oracle": oracle, "comparisons": sentences,
         "training_ratio": {m: {f"{f:g}": v for f, v in c.items()} for m, c in curves.items()},
-        "attention": attention, "runs": runs, "timings": timings,
+        "attention": attention, "runs": runs,
         "ground_truth": None if gt is None else str(gt),
-        "config": dataclasses.asdict(cfg), "models": models, "tasks": tasks, "seeds": seeds,
+        # `workers` is the schedule, not the science: it goes to timings.json
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
+        "models": models, "tasks": tasks, "seeds": seeds,
     })
+
+
+def _write_timings(out: Path, runs: list[RunSpec], results: list[dict[str, Any]], ran_now: set[Path],
+                   timings: dict[str, float], cfg: ExperimentConfig) -> None:
+    """timings.json / timings.md: each run's own seconds (from its result.json, so a run finished
+    by an earlier invocation keeps the seconds it took then) and this invocation's seconds."""
+    per_run = [{"task": run.task, "model": run.model, "seed": run.seed, "train_fraction": run.train_fraction,
+                "ran_now": run.dir in ran_now, **{k: res.get(k) for k in CLOCK_KEYS}}
+               for run, res in zip(runs, results)]
+    invocation = {**timings, "workers": cfg.workers, "runs_run": len(ran_now),
+                  "runs_skipped": len(runs) - len(ran_now)}
+    R.write_json(out / "timings.json", {**invocation, "runs": per_run})
+    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in per_run:
+        rows.setdefault((r["model"], r["task"]), []).append((r["wall_time_s"] or 0.0, r["cpu_time_s"] or 0.0))
+    md = ["# MedM-PLM experiment: timings", "",
+          "Wall seconds depend on what else the machine runs; CPU seconds are a run's own cost (summed over "
+          "its threads). Runs finished by an earlier invocation keep the seconds they took then.", "",
+          "| model | task | runs (incl. Figure 4) | wall seconds (total) | CPU seconds (total) |",
+          "|---|---|---:|---:|---:|"]
+    for (m, t), secs in rows.items():
+        md.append(f"| {m} | {t} | {len(secs)} | {sum(w for w, _ in secs):.1f} | {sum(c for _, c in secs):.1f} |")
+    md += ["", f"This invocation: {invocation['runs_run']} runs run, {invocation['runs_skipped']} skipped (finished "
+               f"earlier); tokenise {timings['tokenise_s']:.1f}s, featurise {timings['featurise_s']:.1f}s, "
+               f"input hashes {timings['hash_inputs_s']:.1f}s, frozen text towers over the notes "
+               f"{timings.get('text_cache_s', 0.0):.1f}s, fine-tune {timings['finetune_s']:.1f}s ({cfg.workers} "
+               f"worker process(es)), total {timings['total_s']:.1f}s.", ""]
+    R.write_text(out / "timings.md", "\n".join(md))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,4 +807,5 @@ def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretra
 
 
 __all__ = ["ExperimentConfig", "demo_experiment_config", "run_demo_experiment", "warm_text_caches", "run_medm_plm_experiment", "main_experiment", "resolve_assets",
-           "find_ground_truth", "oracle_readmission", "attention_example", "DEFAULT_MODELS"]
+           "find_ground_truth", "oracle_readmission", "attention_example", "DEFAULT_MODELS", "RunSpec",
+           "run_config", "input_identity", "stored_result", "load_result"]

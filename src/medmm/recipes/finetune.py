@@ -48,6 +48,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from medmm.data.io import atomic_write_text
 from medmm.eval.metrics import binary_metrics, caml_metrics, gbert_metrics, multilabel_metrics
 from medmm.tasks.featurize import MAX_HISTORY, Collator, NoteTokens, TaskDataset, featurize
 from medmm.tasks.spec import TASK_NAMES, TaskSpec
@@ -241,6 +242,14 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
         torch.set_num_threads(prev_threads)
 
 
+def resolved_train_config(model_name: str, task: str, cfg: FinetuneConfig, seed: int) -> TrainConfig:
+    """The loop's config of one run: `cfg.train` with the run's seed, the model's learning rate and
+    the task's selection metric for early stopping."""
+    return dataclasses.replace(cfg.train, seed=seed, lr=cfg.lr.get(model_name, cfg.train.lr),
+                               early_stopping_metric=cfg.selection_metric.get(task, PRIMARY),
+                               early_stopping_mode="max")
+
+
 def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: Path, seed: int,
          train_fraction: float, keep_model: bool, t0: float, c0: float) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
     from medmm.models import downstream  # the registry, looked up at call time (tests may stand in)
@@ -254,8 +263,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
 
     seed_everything(seed)  # the new layers' initialisation depends on the seed
     model = downstream.build_model(model_name, spec, assets, **cfg.model_overrides.get(model_name, {}))
-    tcfg = dataclasses.replace(cfg.train, seed=seed, lr=cfg.lr.get(model_name, cfg.train.lr),
-                               early_stopping_metric=selection, early_stopping_mode="max")
+    tcfg = resolved_train_config(model_name, spec.name, cfg, seed)
     y_val = val_ds.labels
 
     def evaluate(m: nn.Module) -> dict[str, float]:
@@ -282,7 +290,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
         "cpu_time_s": round(time.process_time() - c0, 3),
         "out_dir": str(out),
     }
-    (out / "result.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "result.json", json.dumps(_jsonable(result), indent=2) + "\n")
     return result, (model if keep_model else None), td
 
 
@@ -316,4 +324,4 @@ def _jsonable(x: Any) -> Any:
 
 
 __all__ = ["FinetuneConfig", "TaskData", "finetune", "run_finetune", "prepare_task", "task_samples",
-           "load_records", "task_metrics", "predict", "train_subset"]
+           "load_records", "task_metrics", "predict", "train_subset", "resolved_train_config"]

@@ -5,7 +5,10 @@ medication codes) predict the set of ICD-9 diagnosis codes assigned to that visi
 sets: `top50` (the 50 most frequent diagnosis codes among training visits; visits with none of
 them are dropped, as in CAML's top-50 setting) and `full` (every code seen in training).
 Visits without a discharge summary are excluded. Split by patient from `medmm.tasks.splits`.
-Metrics: CAML's micro / macro F1 and AUC and P@k, plus Table III's F1 / accuracy / AUROC.
+Metrics: CAML's micro / macro F1 and AUC and P@k (`medmm.eval.metrics.caml_metrics`: a code
+is predicted when p > 0.5, as CAML's `np.round`; macro F1 is the harmonic mean of macro
+precision and macro recall), plus Table III's F1 / accuracy / AUROC (`multilabel_metrics`:
+micro-F1 and element-wise accuracy at p >= 0.5, micro AUROC).
 """
 
 from __future__ import annotations

@@ -5,8 +5,11 @@ set of ATC-3 medication classes given in visit t, from the history of visits < t
 diagnoses and medications) and the diagnoses of visit t. Only multi-visit patients enter the
 task; the split is 8:1:1 by patient from `medmm.tasks.splits` (G-BERT's own split is by file
 order with its shuffle commented out; not copied).
-Metrics: G-BERT's per-sample Jaccard, F1 and PR-AUC at threshold 0.3, plus Table III's
-F1 / accuracy / AUROC.
+Metrics: G-BERT's per-visit Jaccard, F1 and PR-AUC (`medmm.eval.metrics.gbert_metrics`, keys
+prefixed `gbert_` in a fine-tuning result): a medication counts as recommended when its
+probability is > 0.3, compared in float32 as G-BERT's code compares its float32 sigmoid outputs,
+so a probability of exactly np.float32(0.3) is not recommended. Plus Table III's F1 / accuracy /
+AUROC (`multilabel_metrics`: micro-F1 and element-wise accuracy at p >= 0.5, micro AUROC).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import polars as pl
 from medmm.tasks.splits import with_split
 
 NAME = "medication"
-METRICS = ("jaccard", "f1", "prauc", "accuracy", "auroc")
+METRICS = ("gbert_jaccard", "gbert_f1", "gbert_prauc", "f1", "accuracy", "auroc")
 
 
 @dataclass

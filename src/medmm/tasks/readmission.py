@@ -10,6 +10,12 @@ Note: PyHealth's readmission task defaults to 15 days; this task uses 30, as the
 Sampling: the paper subsampled negatives to a 1:1 ratio in every split (4,660 / 532 / 534);
 `balance="undersample"` does that with a seed, `balance="natural"` keeps the prevalence.
 The split is by patient from `medmm.tasks.splits`.
+
+Metrics (`medmm.eval.metrics.binary_metrics`, whose docstring has the formulas): `auroc`, the
+selection metric and Table III's AUC; `f1_pos@0.5`, the positive class's F1 at p >= 0.5 (Table
+III's "F1", also under the key `f1`); `macro_f1@0.3`, the mean of both classes' F1 at p >= 0.3,
+which is the "F1" the MedM-PLM authors' code reports; `ap`, average precision (also `auprc`);
+`pr_auc_trapz`, the trapezoid area under the PR curve, the authors' "aupr"; `accuracy` at 0.5.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import polars as pl
 from medmm.tasks.splits import with_split
 
 NAME = "readmission"
-METRICS = ("f1", "accuracy", "auroc", "auprc")
+METRICS = ("auroc", "f1_pos@0.5", "macro_f1@0.3", "ap", "pr_auc_trapz", "accuracy")
 
 
 @dataclass
