@@ -1,4 +1,8 @@
-"""medmm: multimodal medical pre-training (MedM-PLM, MedCSP) that runs end to end.
+"""medmm: multimodal medical pre-training that runs end to end.
+
+MedM-PLM (notes + codes, cross-modal attention, masked-code pre-training) is built: pre-training,
+the Table III baselines and downstream tasks. MedCSP (six modalities, contrastive pre-training)
+is not built yet; only a few of its metrics exist (`medmm.eval.metrics`).
 
 The flow (see DESIGN.md):  sources -> canonical dataset -> tasks -> models -> metrics -> report
     medmm.data.sources   raw MIMIC layouts (and the synthetic generator that writes them)
