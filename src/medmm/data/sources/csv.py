@@ -90,20 +90,36 @@ class RawFile:
         The header line is skipped as a raw line and the names are supplied positionally,
         so the file's own header spelling (or breakage) does not matter.
         """
+        return self.parse_timestamps(self.scan_strings())
+
+    def scan_strings(self) -> pl.LazyFrame:
+        """`scan` before its timestamps are parsed: declared columns, timestamps still strings.
+
+        A source may filter (or count) rows here, so that the timestamps of rows it does not
+        keep are never parsed; `parse_timestamps` finishes the scan.
+        """
         cols = self.table.columns
         if self.empty:
-            return pl.LazyFrame(schema={**cols, BAD_TS: pl.Boolean()})
+            return pl.LazyFrame(schema={c: (STR if t == TS else t) for c, t in cols.items()})
         lf = self._scan_strings_for_ts()
         present = [c for c in cols if c in self.header]
         lf = lf.select(present)
         if self.missing_optional:
-            lf = lf.with_columns([pl.lit(None, dtype=cols[c]).alias(c) for c in self.missing_optional])
-        ts = [c for c in present if cols[c] == TS]
+            lf = lf.with_columns([pl.lit(None, dtype=STR if cols[c] == TS else cols[c]).alias(c)
+                                  for c in self.missing_optional])
+        return lf.select(*cols)
+
+    def parse_timestamps(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        """Parse the timestamp columns of a `scan_strings` frame; add ``__bad_ts``."""
+        cols = self.table.columns
+        ts = [c for c in cols if cols[c] == TS and c in self.header]
         parsed = {c: pl.col(c).str.to_datetime(self.ts_formats.get(c, TS_FORMATS[0]), strict=False,
                                                time_unit="us") for c in ts}
         bad = pl.any_horizontal([pl.col(c).is_not_null() & parsed[c].is_null() for c in ts]) if ts \
             else pl.lit(False)
-        return lf.with_columns(bad.alias(BAD_TS), *[e.alias(c) for c, e in parsed.items()]) \
+        # A timestamp column absent from the header (optional) is all null: cast, not parsed.
+        absent = [pl.col(c).cast(TS) for c in cols if cols[c] == TS and c not in self.header]
+        return lf.with_columns(bad.alias(BAD_TS), *[e.alias(c) for c, e in parsed.items()], *absent) \
             .select(*cols, BAD_TS)
 
     def _scan_strings_for_ts(self) -> pl.LazyFrame:
