@@ -170,7 +170,7 @@ def test_patients_and_visits(tiny):
     assert age[200] == pytest.approx(300.4, abs=0.1)      # MIMIC's >89 shift, stored as computed
     assert any("shifted" in n for n in tiny.manifest.notes)
     s = tiny.table("stays")
-    assert s.rows() == [(1000, 100, 10, s["in_time"][0], s["out_time"][0], "MICU")]
+    assert s.rows() == [(1000, 100, 10, s["in_time"][0], s["out_time"][0], "MICU", "carevue")]
 
 
 def test_diagnoses_in_seq_num_order_as_strings(tiny):

@@ -34,6 +34,10 @@ def _prepare(a: argparse.Namespace) -> int:
         options["icd10_to_icd9"] = True
     if a.note_dir:
         options["note_dir"] = Path(a.note_dir)
+    if a.reports:
+        options["reports"] = Path(a.reports)
+    if a.link_ehr:
+        options["link_ehr"] = Path(a.link_ehr)
     ds = prepare(a.source, a.raw, a.out, mappings=_mapping_args(a), overwrite=a.overwrite,
                  progress=not a.quiet, include_labs=not a.no_labs, **options)
     from medmm.data.summary import print_summary
@@ -124,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("prepare", help="turn raw source files into the canonical dataset")
-    s.add_argument("--source", default="mimic3", choices=["mimic3", "mimic4"])
+    s.add_argument("--source", default="mimic3", choices=["mimic3", "mimic4", "mimic-cxr"])
     s.add_argument("--raw", required=True, help="directory of the raw release files (MIMIC-IV: the one holding "
-                                                "hosp/, icu/, note/)")
+                                                "hosp/, icu/, note/; MIMIC-CXR-JPG: the one holding files/)")
     s.add_argument("--out", required=True)
     s.add_argument("--mappings", help="directory holding the drug mapping files (standard names)")
     s.add_argument("--ndc-rxnorm", dest="ndc_rxnorm", help="NDC -> RxCUI file (ndc2rxnorm_mapping.txt)")
@@ -136,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--icd10-to-icd9", dest="icd10_to_icd9", action="store_true",
                    help="mimic4: map ICD-10-CM diagnoses to ICD-9-CM through the CMS GEM (off by default)")
     s.add_argument("--note-dir", dest="note_dir", help="mimic4: the MIMIC-IV-Note directory, if not RAW/note")
+    s.add_argument("--reports", help="mimic-cxr: the folder holding the MIMIC-CXR reports' files/, if not RAW")
+    s.add_argument("--link-ehr", dest="link_ehr", metavar="DS_EHR",
+                   help="mimic-cxr: a prepared EHR dataset; link each study to the admission containing it")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_prepare)

@@ -27,7 +27,10 @@ the dot, as MIMIC stores them.
 The accounting rule: for every input table, ``kept + sum(dropped.values()) == read``.
 
 Schema versions: 1.1 added `events`, `items` and ``notes.note_key`` (additive: a 1.0 dataset
-still loads, and reads the two new tables as empty).
+still loads, and reads the two new tables as empty). 1.2 added the imaging columns
+``studies.findings`` / ``impression`` / ``visit_id`` / ``chexpert`` / ``negbio`` and
+``images.split`` (additive: an older dataset's empty imaging tables read with them as nulls),
+and ``stays.dbsource`` (null where a source has no such field; `OMITTABLE`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 _ts = pa.timestamp("us")
 
@@ -57,6 +60,19 @@ CODE_SYSTEMS = (ICD9_DX, ICD9_PROC, ICD10_DX, ICD10_PROC, ATC3)
 # `events.source`: the ICU event table a row came from (MIMIC-IV icu/<source>events; MIMIC-III
 # INPUTEVENTS_MV / _CV, PROCEDUREEVENTS_MV, OUTPUTEVENTS, DATETIMEEVENTS map to the same four).
 EVENT_SOURCES = ("input", "procedure", "output", "datetime")
+
+# The 14 CheXpert observations, as the MIMIC-CXR-JPG label files spell their columns. Each labeler's
+# labels of a study are one struct with these fields (`studies.chexpert`, `studies.negbio`), the
+# values kept exactly as released: 1.0 positive, 0.0 negative, -1.0 uncertain, null = not
+# mentioned (blank in the file). -1 and null are never merged. The whole struct is null when the
+# label file has no row for the study.
+CXR_FINDINGS = (
+    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
+    "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
+    "Pneumothorax", "Support Devices",
+)
+CXR_LABELERS = ("chexpert", "negbio")
+_cxr_labels = pa.struct([(f, pa.float64()) for f in CXR_FINDINGS])
 
 SCHEMAS: dict[str, pa.Schema] = {
     "patients": pa.schema([
@@ -82,6 +98,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("in_time", _ts),
         ("out_time", _ts),
         ("care_unit", pa.string()),
+        ("dbsource", pa.string()),       # MIMIC-III ICUSTAYS.DBSOURCE ("carevue" / "metavision" /
+                                         # "both"); null for other sources (MIMIC-IV is MetaVision)
     ]),
     "codes": pa.schema([
         ("visit_id", pa.int64()),
@@ -151,8 +169,13 @@ SCHEMAS: dict[str, pa.Schema] = {
     "studies": pa.schema([
         ("study_id", pa.int64()),
         ("patient_id", pa.int64()),
-        ("study_time", _ts),
-        ("report", pa.string()),
+        ("study_time", _ts),             # MIMIC-CXR: StudyDate + StudyTime (shifted like the EHR)
+        ("report", pa.string()),         # full text as released; null if the study has no report
+        ("findings", pa.string()),       # FINDINGS section, whitespace collapsed; null if absent
+        ("impression", pa.string()),     # IMPRESSION section, likewise
+        ("visit_id", pa.int64()),        # EHR admission containing study_time (link step), else null
+        ("chexpert", _cxr_labels),       # CXR_FINDINGS -> 1.0 / 0.0 / -1.0 / null; null if unlabelled
+        ("negbio", _cxr_labels),
     ]),
     "images": pa.schema([
         ("image_id", pa.string()),       # MIMIC-CXR dicom_id
@@ -160,10 +183,14 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("patient_id", pa.int64()),
         ("view", pa.string()),           # "PA" / "AP" / "LATERAL" / ...
         ("path", pa.string()),           # relative to the raw root given at prepare time
+        ("split", pa.string()),          # the release's split: "train" / "validate" / "test" / null
     ]),
 }
 
 TABLES = tuple(SCHEMAS)
+
+# Nullable columns that a source may leave out of its frame; `conform` fills them with null.
+OMITTABLE: dict[str, tuple[str, ...]] = {"stays": ("dbsource",)}
 
 
 def polars_schema(table: str) -> pl.Schema:
@@ -179,10 +206,12 @@ def conform(table: str, df: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Select and cast a frame to the canonical column order and dtypes of `table`."""
     schema = polars_schema(table)
     lf = df.lazy() if isinstance(df, pl.DataFrame) else df
-    missing = [c for c in schema if c not in lf.collect_schema()]
+    have = lf.collect_schema()
+    missing = [c for c in schema if c not in have and c not in OMITTABLE.get(table, ())]
     if missing:
         raise ValueError(f"table {table!r}: frame lacks canonical columns {missing}")
-    return lf.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+    return lf.select([(pl.col(c) if c in have else pl.lit(None)).cast(t, strict=True).alias(c)
+                      for c, t in schema.items()])
 
 
 @dataclass
@@ -253,7 +282,15 @@ class Dataset:
         if table not in self.manifest.tables and not path.exists():
             # Prepared by an older minor schema version, before the table existed: nothing of it.
             return empty(table).lazy()
-        return pl.scan_parquet(path)
+        lf = pl.scan_parquet(path)
+        if self.manifest.schema_version != SCHEMA_VERSION:
+            # An older minor version may lack columns added since (additive only): null-filled.
+            have = lf.collect_schema()
+            want = polars_schema(table)
+            missing = [c for c in want if c not in have]
+            if missing:
+                lf = lf.with_columns([pl.lit(None, dtype=want[c]).alias(c) for c in missing]).select(list(want))
+        return lf
 
     def table(self, table: str) -> pl.DataFrame:
         return self.scan(table).collect()

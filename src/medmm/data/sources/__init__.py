@@ -2,6 +2,7 @@
 
     prepare("mimic3", raw_dir, out_dir, mappings={"dir": ...})
     prepare("mimic4", release_dir, out_dir, mappings={...}, icd10_to_icd9=True)
+    prepare("mimic-cxr", jpg_root, out_dir, reports=reports_dir, link_ehr=ehr_dataset)
 
 Each builder has the signature of `prepare` minus `source` (plus its own options, declared in
 `OPTIONS`) and returns the prepared `Dataset`.
@@ -28,16 +29,24 @@ def _mimic4(*args: Any, **kwargs: Any) -> Dataset:
     return mimic4.prepare(*args, **kwargs)
 
 
+def _mimic_cxr(*args: Any, **kwargs: Any) -> Dataset:
+    from medmm.data.sources import mimic_cxr
+
+    return mimic_cxr.prepare(*args, **kwargs)
+
+
 # name -> builder(raw, out, mappings, overwrite, progress, include_labs, **options) -> Dataset
 SOURCES: dict[str, Callable[..., Dataset]] = {
     "mimic3": _mimic3,
     "mimic4": _mimic4,
+    "mimic-cxr": _mimic_cxr,
 }
 
 # name -> the source-specific keyword options its builder takes
 OPTIONS: dict[str, tuple[str, ...]] = {
     "mimic3": (),
     "mimic4": ("icd10_to_icd9", "note_dir"),
+    "mimic-cxr": ("reports", "link_ehr"),
 }
 
 

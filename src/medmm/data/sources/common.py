@@ -463,6 +463,43 @@ def measurement_rows(rf: RawFile, visits: pl.DataFrame, patients: pl.DataFrame, 
     return Stream(rf, out, prefilter)
 
 
+def event_rows(rf: RawFile, source: str, cols: Mapping[str, str | None], visits: pl.DataFrame,
+               patients: pl.DataFrame, stays: pl.DataFrame, stay_col: str = "stay_id",
+               error_col: str | None = None) -> Stream:
+    """An ICU event table (inputs, procedures, outputs, date-times) -> events rows with a drop reason.
+
+    `source` is the `events.source` value; `cols` maps each canonical column after ``source``
+    (start_time ... status, see `medmm.data.schema`) to its raw column, or None for null. Every
+    row is kept whatever its status (stored as ``status``, e.g. "Rewritten", for the consumer to
+    skip); rows without hadm_id or stay are kept with null ids. `error_col` = 1 drops a row
+    ("iserror").
+    """
+    def col(name: str) -> pl.Expr:
+        return pl.col(cols[name]) if cols[name] else pl.lit(None)
+
+    lf, link = link_visit(rf.scan(), visits, hadm_required=False)
+    start, end, stay = col("start_time"), col("end_time"), pl.col(stay_col)
+    lf = lf.with_columns(reason(
+        (pl.col(BAD_TS), BAD),
+        *([(pl.col(error_col) == 1, "iserror")] if error_col else []),
+        (~pl.col("subject_id").is_in(patients["patient_id"].implode()), "unknown_patient"),
+        *link,
+        (stay.is_not_null() & ~stay.is_in(stays["stay_id"].implode()), "unknown_stay"),
+        (start.is_null(), "missing_time"),
+        (end < start, "end_before_start"),
+    ))
+    return Stream(rf, lf.select(
+        pl.col("subject_id").alias("patient_id"),
+        pl.col("hadm_id").alias("visit_id"),
+        stay.alias("stay_id"),
+        pl.col("itemid").alias("item_id"),
+        pl.lit(source).alias("source"),
+        *[col(c).alias(c) for c in ("start_time", "end_time", "value", "unit", "rate", "rate_unit",
+                                     "value_time", "order_id", "status")],
+        R,
+    ))
+
+
 def sink_counted(table: str, path: Path, streams: Sequence[Stream], accs: Sequence[Accounting],
                  locate: Mapping[str, Callable[[RawFile], Exception]] | None = None) -> list[Tally]:
     """Stream the kept rows of `streams` into canonical `table` at `path`, in order, counting every

@@ -7,10 +7,18 @@ Input tables (``X.csv`` or ``X.csv.gz``, header case as released) and what they 
     DIAGNOSES_ICD   -> codes, system "icd9_dx"          required
     PROCEDURES_ICD  -> codes, system "icd9_proc"        optional
     PRESCRIPTIONS   -> codes, system "atc3"             optional (needs drug mapping files)
-    ICUSTAYS        -> stays                            optional
+    ICUSTAYS        -> stays (DBSOURCE kept)            optional
     NOTEEVENTS      -> notes (discharge summaries)      optional
     LABEVENTS       -> measurements, source "lab"       optional (skipped with include_labs=False)
-    CHARTEVENTS     -> measurements, source "chart"     optional (vital-sign items only; ditto)
+    CHARTEVENTS     -> measurements, source "chart"     optional (vital-sign and PEEP items; ditto)
+    INPUTEVENTS_MV  -> events, source "input"           optional (MetaVision)
+    PROCEDUREEVENTS_MV -> events, source "procedure"    optional (MetaVision)
+    OUTPUTEVENTS    -> events, source "output"          optional
+    DATETIMEEVENTS  -> events, source "datetime"        optional
+
+Each absent optional table is said plainly (a printed line and a manifest note, "X: not found in
+<raw>; table skipped"): the public demo has no CHARTEVENTS, the synthetic generator writes none of
+the four ICU event tables yet. INPUTEVENTS_CV (CareVue) and the item dictionaries are not read.
 
 Clinical definitions:
 
@@ -30,9 +38,17 @@ Clinical definitions:
   whitespace is not collapsed or stripped. ``chart_time`` = CHARTTIME, else CHARTDATE.
 * Measurements: LABEVENTS rows with a numeric VALUENUM (labs outside an admission are kept with
   a null visit_id; MIMIC-III LABEVENTS has no ICUSTAY_ID, so labs carry a null stay_id); the
-  CHARTEVENTS vital-sign items of `VITAL_ITEMS` (CareVue and MetaVision itemids), ERROR = 1 rows
-  out. Values and units as recorded (no unit conversion: the itemid tells e.g. Celsius from
-  Fahrenheit). Rows are written in file order (labs, then chart).
+  CHARTEVENTS vital-sign items of `VITAL_ITEMS` (CareVue and MetaVision itemids) and the PEEP
+  item of the ARF label (`medmm.tasks.icu_items.PEEP_ITEMS`), ERROR = 1 rows out. Values and
+  units as recorded (no unit conversion: the itemid tells e.g. Celsius from Fahrenheit). Rows
+  are written in file order (labs, then chart).
+* ICU stays keep ICUSTAYS.DBSOURCE ("carevue" / "metavision" / "both") in ``stays.dbsource``:
+  the FIDDLE criticality cohort is the MetaVision stays (`medmm.tasks.criticality`).
+* ICU events -> `events` (column layout in `medmm.data.schema`), streamed like the measurements
+  (INPUTEVENTS_MV is ~3.6 M rows, OUTPUTEVENTS ~4.3 M, DATETIMEEVENTS ~4.5 M): every row kept
+  whatever its STATUSDESCRIPTION (stored as ``status``; "Rewritten" rows are for the consumer to
+  skip), rows without HADM_ID / ICUSTAY_ID kept with null ids; OUTPUTEVENTS ISERROR = 1 and
+  DATETIMEEVENTS ERROR = 1 rows out. Written in the order inputs, procedures, outputs, date-times.
 
 Every input row is accounted for: ``read = kept + sum(dropped)`` per input table, checked before
 the manifest is written. Bad input (tests/test_bad_input.py) ends in one of two ways:
@@ -61,6 +77,11 @@ the manifest is written. Bad input (tests/test_bad_input.py) ends in one of two 
     | non-numeric lab / chart value               | drop "non_numeric"                           |
     | lab / chart row of an unknown patient       | drop "unknown_patient"                       |
     | chart row of another item / ERROR = 1       | drop "item_not_selected" / "iserror"         |
+    | ICU event of an ICUSTAY_ID that is not a    | drop "unknown_stay"                          |
+    |   kept stay                                 |                                              |
+    | ICU event without a start time / ending     | drop "missing_time" / "end_before_start"     |
+    |   before it starts                          |                                              |
+    | output / date-time event with ERROR = 1     | drop "iserror"                               |
     | repeated (visit, code)                      | drop "duplicate_code" (first one kept)       |
 
 Values of unused columns are not parsed (column projection), so they cannot fail; the
@@ -85,12 +106,13 @@ import polars as pl
 from medmm.data.io import atomic_dir, sha256_file
 from medmm.data.schema import ICD9_DX, ICD9_PROC, Accounting, Dataset, Manifest, conform, empty
 from medmm.data.sources.common import (BAD, R, Log, Stream, account, admissions_to_visits, check_accounting,
-                                       clean_note_text, drug_mapper, drug_mapping_line, icd_codes, link_visit,
-                                       measurement_rows, odd_sex, prescriptions_to_codes, read_small, reason, rows,
-                                       sex_expr, sink_counted, write)
+                                       clean_note_text, drug_mapper, drug_mapping_line, event_rows, icd_codes,
+                                       link_visit, measurement_rows, odd_sex, prescriptions_to_codes, read_small,
+                                       reason, rows, sex_expr, sink_counted, write)
 from medmm.data.sources.csv import BAD_TS, FLOAT, INT, STR, TS, RawFile, RawTable, check_unique, open_table
+from medmm.tasks.icu_items import PEEP_ITEMS
 
-__all__ = ["SOURCE", "RAW", "VITAL_ITEMS", "CHART_ITEMIDS", "clean_note_text", "prepare"]
+__all__ = ["SOURCE", "RAW", "ICU_EVENTS_RAW", "VITAL_ITEMS", "CHART_ITEMIDS", "clean_note_text", "prepare"]
 
 SOURCE = "mimic3"
 
@@ -110,7 +132,8 @@ VITAL_ITEMS: dict[str, tuple[int, ...]] = {
     # GCS: CareVue records the total (198); MetaVision records eye / verbal / motor components.
     "gcs": (198, 220739, 223900, 223901),
 }
-CHART_ITEMIDS: tuple[int, ...] = tuple(sorted({i for ids in VITAL_ITEMS.values() for i in ids}))
+# Chart items read: the vital signs, and PEEP set (an ARF onset, `medmm.tasks.criticality`).
+CHART_ITEMIDS: tuple[int, ...] = tuple(sorted({i for ids in VITAL_ITEMS.values() for i in ids} | set(PEEP_ITEMS)))
 
 DISCHARGE_SUMMARY = "discharge summary"
 
@@ -122,8 +145,8 @@ RAW: dict[str, RawTable] = {t.name: t for t in (
                             "hospital_expire_flag": INT},
              key="hadm_id", optional_columns=("hospital_expire_flag",)),
     RawTable("ICUSTAYS", {"row_id": INT, "subject_id": INT, "hadm_id": INT, "icustay_id": INT,
-                          "first_careunit": STR, "intime": TS, "outtime": TS},
-             required=False, key="icustay_id"),
+                          "dbsource": STR, "first_careunit": STR, "intime": TS, "outtime": TS},
+             required=False, key="icustay_id", optional_columns=("dbsource",)),
     RawTable("DIAGNOSES_ICD", {"row_id": INT, "subject_id": INT, "hadm_id": INT, "seq_num": INT,
                                "icd9_code": STR}),
     RawTable("PROCEDURES_ICD", {"row_id": INT, "subject_id": INT, "hadm_id": INT, "seq_num": INT,
@@ -140,7 +163,40 @@ RAW: dict[str, RawTable] = {t.name: t for t in (
                              "error": INT},
              required=False, optional_columns=("error",)),
 )}
-EVENT_TABLES = ("LABEVENTS", "CHARTEVENTS")
+EVENT_TABLES = ("LABEVENTS", "CHARTEVENTS")      # -> measurements (skipped with include_labs=False)
+
+# The ICU event tables -> `events`. Declared apart from `RAW` (the tables every MIMIC-III release
+# and the synthetic generator have): the generator does not write these yet.
+_ICU_KEYS = {"row_id": INT, "subject_id": INT, "hadm_id": INT, "icustay_id": INT}
+_ORDER = ("linkorderid", "statusdescription")
+ICU_EVENTS_RAW: dict[str, RawTable] = {t.name: t for t in (
+    RawTable("INPUTEVENTS_MV", {**_ICU_KEYS, "starttime": TS, "endtime": TS, "itemid": INT, "amount": FLOAT,
+                                "amountuom": STR, "rate": FLOAT, "rateuom": STR, "linkorderid": INT,
+                                "statusdescription": STR},
+             required=False, optional_columns=_ORDER),
+    RawTable("PROCEDUREEVENTS_MV", {**_ICU_KEYS, "starttime": TS, "endtime": TS, "itemid": INT, "value": FLOAT,
+                                    "valueuom": STR, "linkorderid": INT, "statusdescription": STR},
+             required=False, optional_columns=_ORDER),
+    RawTable("OUTPUTEVENTS", {**_ICU_KEYS, "charttime": TS, "itemid": INT, "value": FLOAT, "valueuom": STR,
+                              "iserror": INT}, required=False, optional_columns=("iserror",)),
+    RawTable("DATETIMEEVENTS", {**_ICU_KEYS, "charttime": TS, "itemid": INT, "value": TS, "valueuom": STR,
+                                "error": INT}, required=False, optional_columns=("error",)),
+)}
+
+# ICU event table -> (events.source, canonical column -> raw column or None, error column)
+_NO_ORDER = {"order_id": None, "status": None}
+ICU_EVENT_COLUMNS: dict[str, tuple[str, dict[str, str | None], str | None]] = {
+    "INPUTEVENTS_MV": ("input", {"start_time": "starttime", "end_time": "endtime", "value": "amount",
+                                 "unit": "amountuom", "rate": "rate", "rate_unit": "rateuom", "value_time": None,
+                                 "order_id": "linkorderid", "status": "statusdescription"}, None),
+    "PROCEDUREEVENTS_MV": ("procedure", {"start_time": "starttime", "end_time": "endtime", "value": "value",
+                                         "unit": "valueuom", "rate": None, "rate_unit": None, "value_time": None,
+                                         "order_id": "linkorderid", "status": "statusdescription"}, None),
+    "OUTPUTEVENTS": ("output", {"start_time": "charttime", "end_time": None, "value": "value", "unit": "valueuom",
+                                "rate": None, "rate_unit": None, "value_time": None, **_NO_ORDER}, "iserror"),
+    "DATETIMEEVENTS": ("datetime", {"start_time": "charttime", "end_time": None, "value": None, "unit": "valueuom",
+                                    "rate": None, "rate_unit": None, "value_time": "value", **_NO_ORDER}, "error"),
+}
 
 # ---- tables ---------------------------------------------------------------------------------------
 
@@ -172,6 +228,7 @@ def _stays(rf: RawFile, visits: pl.DataFrame, acc: Accounting) -> pl.DataFrame:
         pl.col("intime").alias("in_time"),
         pl.col("outtime").alias("out_time"),
         pl.col("first_careunit").alias("care_unit"),
+        pl.col("dbsource").str.strip_chars().str.to_lowercase().alias("dbsource"),
     ).sort("visit_id", "in_time", "stay_id")
 
 
@@ -227,6 +284,17 @@ def _measurements(rfs: list[RawFile], visits: pl.DataFrame, patients: pl.DataFra
     sink_counted("measurements", path, streams, accs)
 
 
+def _events(rfs: list[RawFile], visits: pl.DataFrame, patients: pl.DataFrame, stays: pl.DataFrame,
+            accs: list[Accounting], path: Path) -> None:
+    """ICU event tables -> events.parquet, one streaming pass per file (as `_measurements`)."""
+    streams = []
+    for rf in rfs:
+        source, cols, error_col = ICU_EVENT_COLUMNS[rf.table.name]
+        streams.append(event_rows(rf, source, cols, visits, patients, stays, stay_col="icustay_id",
+                                  error_col=error_col))
+    sink_counted("events", path, streams, accs)
+
+
 # ---- entry point ----------------------------------------------------------------------------------
 
 def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None = None,
@@ -244,15 +312,16 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
     mappings = dict(mappings or {})
     t_start = time.perf_counter()
     manifest = Manifest(source=SOURCE)
-    log = Log(manifest, progress)
+    log = Log(manifest, progress, width=18)
     if progress:
         print(f"prepare {SOURCE}: {raw} -> {out}", flush=True)
 
     # Structure first (files, headers, mapping files): fail before any heavy work.
-    names = [n for n in RAW if include_labs or n not in EVENT_TABLES]
+    declared = {**RAW, **ICU_EVENTS_RAW}
+    names = [n for n in declared if include_labs or n not in EVENT_TABLES]
     files: dict[str, RawFile] = {}
     for name in names:
-        rf = open_table(raw, RAW[name])
+        rf = open_table(raw, declared[name])
         if rf is None:
             log.note(f"{name}: not found in {raw}; table skipped")
         elif rf.empty:
@@ -340,16 +409,26 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
                 write(empty("measurements"), "measurements", tmp)
             manifest.tables["measurements"] = rows(tmp / "measurements.parquet")
 
-            # Every canonical table exists in every dataset. MIMIC-III has no imaging; its ICU event
-            # tables (INPUTEVENTS_MV, PROCEDUREEVENTS_MV, OUTPUTEVENTS, DATETIMEEVENTS) and item
-            # dictionaries map into `events` / `items` (see schema.py) but are not read yet.
-            for table in ("events", "items", "studies", "images"):
+            icu = [n for n in ICU_EVENTS_RAW if n in files]
+            if icu:
+                t = time.perf_counter()
+                _events([files[n] for n in icu], visits, patients, stays, [acc[n] for n in icu],
+                        tmp / "events.parquet")
+                for n in icu:
+                    log.table(n, acc[n], t)
+            else:
+                write(empty("events"), "events", tmp)
+            manifest.tables["events"] = rows(tmp / "events.parquet")
+
+            # Every canonical table exists in every dataset. MIMIC-III has no imaging; its item
+            # dictionaries (D_ITEMS, D_LABITEMS) map into `items` (see schema.py) but are not read yet.
+            for table in ("items", "studies", "images"):
                 manifest.tables[table] = write(empty(table), table, tmp)
 
             check_accounting(manifest, {
                 "patients": ["PATIENTS"], "visits": ["ADMISSIONS"], "stays": ["ICUSTAYS"],
                 "codes": ["DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS"], "notes": ["NOTEEVENTS"],
-                "measurements": list(EVENT_TABLES)})
+                "measurements": list(EVENT_TABLES), "events": list(ICU_EVENTS_RAW)})
             manifest.inputs = {k: {"sha256": f.result(), "bytes": inputs[k].stat().st_size}
                                for k, f in hashes.items()}
             extra["seconds"] = round(time.perf_counter() - t_start, 2)
