@@ -8,7 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK := requirements.lock
 BIN := $(VENV)/bin
 OUT ?= runs/demo
-PIP := pip install --quiet --disable-pip-version-check
+# --no-compile: Python writes the bytecode of what it imports on first use; compiling every file of
+# every package at install time (transformers alone has thousands) doubled the install's time.
+PIP := pip install --quiet --disable-pip-version-check --no-compile
 LATEST := .venv-latest
 
 .PHONY: demo test install clean bench lock test-latest

@@ -73,3 +73,58 @@ def run(rank: int, world: int, port: int, out: str) -> None:
         "global_step": res.global_step, "best_step": res.best_step,
     }))
     cleanup()
+
+
+# ----------------------------------------------------------------------------- the real recipe
+
+
+def run_pretrain(rank: int, world: int, port: int, out: str, argv: list[str]) -> None:
+    """One rank of `medmm pretrain medm-plm` (`medmm.cli.main(argv)`), as under torchrun.
+
+    Records every file write (`Path.write_text` and the save functions of the recipe and the
+    loop, by target) and what the command printed, and the summary `run` returned; all to
+    out/rank{rank}.json, written after the command.
+    """
+    import contextlib
+    import io
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    setup_distributed(timeout_s=120)  # a bounded wait if the other rank dies; the recipe finds it set up
+
+    import medmm.train.loop as L
+    from medmm import cli
+    from medmm.recipes import pretrain as P
+
+    writes: list[list[str]] = []
+
+    def recorded(name, fn, target):
+        def f(*args, **kwargs):
+            writes.append([name, str(target(*args, **kwargs))])
+            return fn(*args, **kwargs)
+        return f
+
+    real_write_text = Path.write_text
+    P.save_pretrained = recorded("save_pretrained", P.save_pretrained, lambda m, d, **k: d)
+    P.save_config = recorded("save_config", P.save_config, lambda c, p: p)
+    L.save_config = recorded("save_config", L.save_config, lambda c, p: p)
+    L.save_checkpoint = recorded("save_checkpoint", L.save_checkpoint, lambda p, *a, **k: p)
+    Path.write_text = recorded("write_text", real_write_text, lambda self, *a, **k: self)
+    summaries = []
+    real_run = P.run
+
+    def run(*args, **kwargs):
+        summaries.append(real_run(*args, **kwargs))
+        return summaries[-1]
+
+    P.run = run
+    stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout):
+            rc = cli.main(argv)
+    finally:
+        Path.write_text = real_write_text
+    Path(out, f"rank{rank}.json").write_text(json.dumps({
+        "rc": rc, "stdout": stdout.getvalue(), "summary": summaries[0] if summaries else None, "writes": writes}))
+    cleanup()

@@ -135,3 +135,132 @@ def test_apply_overrides_does_not_mutate_input() -> None:
     data = {"name": "a", "model": {"text": {"hidden": 1}}}
     new = apply_overrides(data, ["model.text.hidden=2"], Run)
     assert data["model"]["text"]["hidden"] == 1 and new["model"]["text"]["hidden"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment config: every key under a mapping-valued option is checked at load time
+
+
+def exp(overrides: list[str], text: str | None = None, tmp_path: Path | None = None):
+    from medmm.recipes.experiment import ExperimentConfig
+
+    path = None
+    if text is not None:
+        path = tmp_path / "exp.yaml"
+        path.write_text(text)
+    return load_config(path, overrides, ExperimentConfig)
+
+
+def test_misspelt_model_in_lr_names_the_valid_models(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"finetune\.lr: unknown model 'gbrt'; valid: lr, rnn, cnn, gbert, .*medm-plm"
+                                         r".* \(did you mean 'gbert'\?\)"):
+        exp(["finetune.lr.gbrt=1e-3"])
+    with pytest.raises(ValueError, match=r"exp\.yaml.*finetune\.lr: unknown model 'medm_plm'.*did you mean 'medm-plm'"):
+        exp([], "finetune:\n  lr:\n    medm_plm: 1.0e-4\n", tmp_path)
+    # a per-task rate: its task names are checked too
+    with pytest.raises(ValueError, match=r"finetune\.lr\.gbert: unknown task 'icd'; valid: readmission, medication, "
+                                         r"icd_coding"):
+        exp(["finetune.lr.gbert={readmission: 1e-3, icd: 1e-3}"])
+    with pytest.raises(ValueError, match=r"finetune\.lr\.gbert: a learning rate must be a number > 0, got 0"):
+        exp(["finetune.lr.gbert=0"])
+
+
+def test_selection_metric_task_and_metric_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"finetune\.selection_metric: unknown task 'readmision'; valid: readmission, "
+                                         r"medication, icd_coding \(did you mean 'readmission'\?\)"):
+        exp(["finetune.selection_metric.readmision=auroc"])
+    with pytest.raises(ValueError, match=r"finetune\.selection_metric\.medication: unknown validation metric of "
+                                         r"medication 'gbert_pr_auc'; valid: .*gbert_prauc.* \(did you mean 'gbert_prauc'\?\)"):
+        exp(["finetune.selection_metric.medication=gbert_pr_auc"])
+    # a metric another task reports is not one this task reports
+    with pytest.raises(ValueError, match=r"selection_metric\.icd_coding: unknown validation metric of icd_coding "
+                                         r"'gbert_jaccard'; valid: accuracy, auprc, auroc, f1, loss"):
+        exp(["finetune.selection_metric.icd_coding=gbert_jaccard"])
+    cfg = exp(["finetune.selection_metric.medication=gbert_prauc", "finetune.selection_metric.readmission=loss"])
+    from medmm.recipes.finetune import resolved_train_config
+
+    med = resolved_train_config("gbert", "medication", cfg.finetune, seed=3)
+    readm = resolved_train_config("gbert", "readmission", cfg.finetune, seed=3)
+    assert (med.early_stopping_metric, med.early_stopping_mode, med.seed) == ("gbert_prauc", "max", 3)
+    assert (readm.early_stopping_metric, readm.early_stopping_mode) == ("loss", "min")  # a loss is minimised
+
+
+def test_selection_metrics_are_what_the_task_logs() -> None:
+    import numpy as np
+
+    from medmm.recipes.finetune import _val_metrics, selection_metrics
+    from medmm.tasks.spec import TaskSpec
+
+    spec = TaskSpec("medication", "multilabel", 3, ["a", "b", "c"])
+    y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1.0]])
+    p = np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.3], [0.8, 0.4, 0.2], [0.3, 0.1, 0.9]])
+    assert set(selection_metrics("medication")) == set(_val_metrics(spec, y, p)) >= {"auroc", "gbert_prauc", "loss"}
+
+
+def test_bad_model_override_is_an_error_listing_the_builders_options() -> None:
+    with pytest.raises(ValueError, match=r"finetune\.model_overrides\.medm-plm: unknown option of model 'medm-plm' "
+                                         r"'text_frozn'; valid: .*text_frozen.* \(did you mean 'text_frozen'\?\)"):
+        exp(["finetune.model_overrides.medm-plm.text_frozn=true"])
+    with pytest.raises(ValueError, match=r"finetune\.model_overrides: unknown model 'clinicalbrt'.*did you mean "
+                                         r"'clinicalbert'"):
+        exp(["finetune.model_overrides.clinicalbrt.text_frozen=true"])
+    cfg = exp(["finetune.model_overrides.gbert+clinicalbert.text_frozen=true"])
+    assert cfg.finetune.model_overrides == {"gbert+clinicalbert": {"text_frozen": True}}
+
+
+def test_every_registered_model_has_a_learning_rate_and_an_override_schema() -> None:
+    from medmm.models import downstream
+    from medmm.recipes.finetune import _OVERRIDE_CONFIGS, DEFAULT_LR, override_fields
+
+    assert set(DEFAULT_LR) == set(downstream.MODELS) == set(_OVERRIDE_CONFIGS)
+    for model in downstream.MODELS:
+        assert override_fields(model), model
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("seed", "3", "each run's seed comes from the experiment's seeds"),
+    ("lr", "1e-4", r"the learning rate is per model: set finetune\.lr\.<model>"),
+    ("early_stopping_metric", "loss", r"set finetune\.selection_metric\.<task>"),
+    ("early_stopping_mode", "min", r"it follows finetune\.selection_metric"),
+])
+def test_keys_the_recipe_sets_are_rejected_with_what_to_set_instead(tmp_path: Path, key, value, says) -> None:
+    with pytest.raises(ValueError, match=rf"override 'finetune\.train\.{key}={value}': config key "
+                                         rf"'finetune\.train\.{key}' cannot be set: .*{says}"):
+        exp([f"finetune.train.{key}={value}"])
+    with pytest.raises(ValueError, match=rf"exp\.yaml: config key 'finetune\.train\.{key}' cannot be set: .*{says}"):
+        exp([], f"finetune:\n  train:\n    epochs: 2\n    {key}: {value}\n", tmp_path)
+    # ... and a config changed in memory is refused before any training
+    from medmm.recipes.finetune import check_finetune_config
+
+    cfg = exp([])
+    setattr(cfg.finetune.train, key, {"seed": 3, "lr": 1e-4}.get(key, value))
+    with pytest.raises(ValueError, match=rf"finetune\.train\.{key} = .* would be ignored: .*{says}"):
+        check_finetune_config(cfg.finetune)
+
+
+def test_train_lr_is_not_a_fallback_per_model_rates_are(tmp_path: Path) -> None:
+    from medmm.recipes.finetune import DEFAULT_LR, model_lr, resolved_train_config
+
+    cfg = exp(["finetune.lr.medm-plm={medication: 1e-4}", "finetune.lr.lr=5e-3"]).finetune
+    assert model_lr(cfg, "medm-plm", "medication") == 1e-4
+    assert model_lr(cfg, "medm-plm", "readmission") == DEFAULT_LR["medm-plm"]["readmission"] == 2e-5  # the paper's
+    assert model_lr(cfg, "gbert", "medication") == DEFAULT_LR["gbert"] == 5e-4  # G-BERT's code
+    assert resolved_train_config("lr", "icd_coding", cfg, seed=0).lr == 5e-3
+
+
+def test_experiment_config_round_trips_without_the_reserved_keys(tmp_path: Path) -> None:
+    from medmm.recipes.experiment import ExperimentConfig, demo_experiment_config
+
+    for cfg in (ExperimentConfig(), demo_experiment_config()):
+        out = save_config(cfg, tmp_path / "saved.yaml")
+        train = yaml.safe_load(out.read_text())["finetune"]["train"]
+        assert not {"seed", "lr", "early_stopping_metric", "early_stopping_mode"} & set(train)
+        assert "epochs" in train and "early_stopping_patience" in train
+        assert load_config(out, [], ExperimentConfig) == cfg
+
+
+def test_experiment_level_names_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"ratio_models\[1\]: unknown model 'medmplm'.*did you mean 'medm-plm'"):
+        exp(["ratio_models=[lr, medmplm]"])
+    with pytest.raises(ValueError, match=r"attention_task: unknown task 'readmit'.*valid: readmission"):
+        exp(["attention_task=readmit"])

@@ -183,6 +183,78 @@ def test_experiment_end_to_end_report_matches_json(world, tmp_path):
     assert pred.height == lr_read["n_test"] and set(pred.columns) == {"patient_id", "visit_id", "label", "prob"}
     assert res["attention"]["words"][0] == "[CLS]"
     assert len(res["attention"]["words"]) == len(res["attention"]["word_weights"])
+    # how long each run trained: in the header, the training table, runs.csv and results.json
+    k = sum(r["peaked_at_cap"] for r in res["runs"])
+    assert res["training"]["peaked_at_cap"] == k and len(res["training"]["at_cap"]) == k
+    assert (f"**Training: {k} of 8 runs peaked at their epoch cap**" if k else "Training: none of the 8 runs") in md
+    assert "## Training: epochs per run" in md
+    runs_csv = (out / "runs.csv").read_text().strip().splitlines()
+    assert len(runs_csv) == 1 + 8 and runs_csv[0].startswith("task,model,seed,train_fraction,lr,")
+    assert all(r["epoch_cap"] == 2 and 1 <= r["best_epoch"] <= r["epochs_run"] <= 2 for r in res["runs"])
+
+
+def test_patience_stops_before_the_cap(world, tmp_path):
+    """Patience 1 and an improvement no epoch after the first can make (min_delta 1 on AUROC):
+    the run stops after epoch 2 of its 30 and keeps epoch 1's weights."""
+    from medmm.recipes.finetune import finetune
+
+    cfg = small_cfg()
+    cfg.train.epochs, cfg.train.early_stopping_patience, cfg.train.early_stopping_min_delta = 30, 1, 1.0
+    res = finetune("lr", "readmission", world["data"], world["assets"], cfg, tmp_path / "early", seed=0)
+    assert res["stopped_early"] and not res["peaked_at_cap"]
+    assert (res["best_epoch"], res["epochs_run"], res["epoch_cap"], res["patience"]) == (1, 2, 30, 1)
+    assert res["best_epoch"] < res["epochs_run"] < res["epoch_cap"]
+    evals = [json.loads(x) for x in (tmp_path / "early" / "train" / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["type"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2] and res["best_step"] == evals[0]["step"]
+    assert res["best_val"]["auroc"] == evals[0]["auroc"]  # the restored weights are epoch 1's
+
+
+def test_a_run_capped_at_one_epoch_is_flagged_in_the_report(world, tmp_path):
+    import csv
+
+    from medmm.recipes.experiment import ExperimentConfig, run_medm_plm_experiment
+
+    cfg = small_cfg()
+    cfg.train.epochs = 1
+    out = tmp_path / "capped"
+    run_medm_plm_experiment(world["data"], out, world["assets"], models=["lr"], tasks=["readmission", "icd_coding"],
+                            seeds=1, train_ratios=(1.0,), raw_dir=world["raw"],
+                            cfg=ExperimentConfig(finetune=cfg, budget_note="Test budget: one epoch."))
+    md = (out / "report.md").read_text()
+    head = md.split("## Table III", 1)[0]
+    assert "**Training: 2 of 2 runs peaked at their epoch cap** (epoch cap 1, early-stopping patience 5)" in head
+    assert "stopped at cap, may be under-trained" in head and "Test budget: one epoch." in head
+    assert "| Readmission | lr | 1 | 0.001 | 1 / 5 | 1/1* | **1 of 1** |" in md
+    assert "| ICD coding | lr | 1 | 0.001 | 1 / 5 | 1/1* | **1 of 1** |" in md
+    res = json.loads((out / "results.json").read_text())
+    assert res["training"] == {"runs": 2, "peaked_at_cap": 2, "at_cap": ["lr / readmission / seed 0 / train fraction 1",
+                                                                          "lr / icd_coding / seed 0 / train fraction 1"]}
+    assert all(r["peaked_at_cap"] and r["best_epoch"] == r["epochs_run"] == r["epoch_cap"] == 1 for r in res["runs"])
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert [(r["task"], r["best_epoch"], r["epochs_run"], r["epoch_cap"], r["peaked_at_cap"]) for r in rows] == [
+        ("readmission", "1", "1", "1", "True"), ("icd_coding", "1", "1", "1", "True")]
+    table = list(csv.DictReader((out / "results.csv").open()))
+    lr_row = next(r for r in table if r["model"] == "lr")
+    assert lr_row["readmission:peaked_at_cap_mean"] == lr_row["icd_coding:peaked_at_cap_mean"] == "1.0"
+    assert lr_row["readmission:best_epoch_mean"] == "1.0" and lr_row["readmission:best_epoch_n"] == "1"
+
+
+def test_training_table_marks_runs_at_and_to_their_cap():
+    from medmm.eval import report as R
+
+    def run(seed, best, ran, stopped, peaked, cap=3):
+        return {"task": "medication", "model": "gbert", "seed": seed, "train_fraction": 1.0, "lr": 5e-4,
+                "best_epoch": best, "epochs_run": ran, "epoch_cap": cap, "patience": 1, "stopped_early": stopped,
+                "peaked_at_cap": peaked, "selection_metric": "auroc", "best_val": {"auroc": 0.9}, "metrics": {}}
+
+    runs = [run(0, 3, 3, False, True), run(1, 2, 3, False, False), run(2, 1, 2, True, False), run(3, None, 3, False, False)]
+    head = R.training_header(runs)
+    assert head.startswith("**Training: 1 of 4 runs peaked at their epoch cap** (epoch cap 3, early-stopping patience 1)")
+    assert "2 more reached the cap before their patience ran out" in head
+    assert "| Medication | gbert | 1 | 0.0005 | 3 / 1 | 3/3*, 2/3+, 1/2, ?/3+ | **1 of 4** |" in R.training_markdown(runs)
+    assert R.training_header(runs[2:3]) == ("Training: none of the 1 runs peaked at its epoch cap "
+                                            "(epoch cap 3, early-stopping patience 1).")
 
 
 def test_unknown_model_or_task_fails_before_training(world, tmp_path):
@@ -204,6 +276,22 @@ def test_demo_config_file_matches_the_baked_in_demo_settings():
     assert to_dict(load_config(path, [], ExperimentConfig)) == to_dict(demo)
     frozen = {m for m, o in demo.finetune.model_overrides.items() if o.get("text_frozen")}
     assert {"clinicalbert", "gbert+clinicalbert", "medm-plm", "medm-plm-cross_modal"} <= frozen
+
+
+def test_the_10k_config_trains_to_convergence():
+    """configs/medm_plm_10k.yaml: the demo's settings, except early stopping decides the epochs."""
+    from medmm.config import load_config, to_dict
+    from medmm.recipes.experiment import ExperimentConfig, demo_experiment_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "medm_plm_10k.yaml"
+    cfg, demo = load_config(path, [], ExperimentConfig), demo_experiment_config()
+    assert cfg.finetune.train.epochs == 50 and cfg.finetune.train.early_stopping_patience == 5
+    assert cfg.finetune.train.restore_best and not cfg.budget_note
+    a, b = to_dict(cfg), to_dict(demo)
+    for d in (a, b):
+        del d["finetune"]["train"]["epochs"], d["finetune"]["train"]["early_stopping_patience"], d["budget_note"]
+    assert a == b
+    assert demo.budget_note and demo.finetune.train.epochs == 3  # the demo's cap is a budget, and says so
 
 
 def test_worker_processes_and_text_cache_give_the_sequential_results(world, tmp_path):

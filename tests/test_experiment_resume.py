@@ -125,10 +125,11 @@ def test_interrupted_sequential_run_resumes_with_the_missing_runs_only(world, re
 
 
 def test_a_run_failing_in_a_worker_leaves_the_others_saved(world, reference, out, monkeypatch, capsys):
-    # A bad override makes every medm-plm run raise in its worker process; the lr runs go on.
+    # A checkpoint that is not there makes every medm-plm run raise in its worker process (a
+    # valid option, so the config checks pass); the lr runs go on.
     bad = small_cfg(workers=2)
-    bad.finetune.model_overrides = {"medm-plm": {"no_such_option": 1}}
-    with pytest.raises(TypeError, match="no_such_option"):
+    bad.finetune.model_overrides = {"medm-plm": {"checkpoint": str(world["base"] / "no_such_checkpoint")}}
+    with pytest.raises(FileNotFoundError, match="no_such_checkpoint"):
         run(world, bad)
     err = capsys.readouterr().err
     assert "run medm-plm / readmission / seed 0 failed" in err and "2 of 6 runs failed" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -288,6 +289,137 @@ def test_sgd_step_is_minus_lr_times_the_mean_gradient(tmp_path: Path) -> None:
         torch.testing.assert_close(p, (q - 0.1 * q.grad).detach(), atol=1e-6, rtol=1e-5)
 
 
+class TokenModel(nn.Module):
+    """A loss that is a mean over tokens, as masked-code prediction's: samples hold 1-5 tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 1)
+
+    def forward(self, batch):
+        pred = self.lin(batch["x"]).squeeze(-1)  # (B, L)
+        m = batch["mask"]
+        return {"loss": ((pred - batch["y"]) ** 2 * m).sum() / m.sum()}
+
+
+def token_data(n: int = 16) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 5, 6, generator=g), torch.randn(n, 5, generator=g)
+    lengths = torch.randint(1, 6, (n,), generator=g)
+    return [{"x": x[i], "y": y[i], "mask": (torch.arange(5) < lengths[i]).float()} for i in range(n)]
+
+
+def token_collate(samples):
+    return {k: torch.stack([s[k] for s in samples]) for k in ("x", "y", "mask")}
+
+
+def test_loss_weight_makes_accumulation_the_mean_over_all_tokens(tmp_path: Path) -> None:
+    """SGD step = -lr x the gradient of the mean over ALL tokens of the global batch, however it is
+    cut into micro-batches; without `loss_weight` it is the mean of the micro-batch means."""
+    data = token_data()
+    torch.manual_seed(0)
+    ref = TokenModel()
+    ref(token_collate(data))["loss"].backward()
+    cfg = base_cfg(epochs=1, batch_size=16, grad_accum_steps=4, eval_every=None, optimizer="sgd", lr=0.1,
+                   grad_clip=None, weight_decay=0.0, warmup_steps=0, lr_schedule="constant", shuffle=False,
+                   log_every=1)
+    runs = {}
+    for name, weight in (("weighted", lambda b: b["mask"].sum()), ("plain", None)):
+        torch.manual_seed(0)
+        m = TokenModel()
+        fit(m, data, cfg, tmp_path / name, collate_fn=token_collate, loss_weight=weight)
+        runs[name] = m
+    for p, q in zip(runs["weighted"].parameters(), ref.parameters()):
+        torch.testing.assert_close(p, (q - 0.1 * q.grad).detach(), atol=1e-6, rtol=1e-5)
+    off = max(float((p - (q - 0.1 * q.grad)).detach().abs().max()) for p, q in zip(runs["plain"].parameters(),
+                                                                         ref.parameters()))
+    assert off > 1e-3, off  # the test can tell the two apart
+    # The logged loss is the weighted mean too: the full batch's loss before the step.
+    rec = [r for r in train_records(tmp_path / "weighted" / "metrics.jsonl") if r["type"] == "train"]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert rec[0]["loss"] == pytest.approx(float(TokenModel()(token_collate(data))["loss"]), rel=1e-6)
+
+
+def test_collate_set_epoch_is_called_each_epoch_and_on_resume(tmp_path: Path) -> None:
+    class EpochCollate:
+        def __init__(self) -> None:
+            self.epoch, self.seen = None, []
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __call__(self, samples):
+            self.seen.append(self.epoch)
+            return plain_collate(samples)
+
+    c = EpochCollate()
+    fit(model_with_seed(0), make_data(32), base_cfg(epochs=3), tmp_path / "a", collate_fn=c)  # 2 steps / epoch
+    assert c.seen == [0, 0, 1, 1, 2, 2]
+    c = EpochCollate()
+    fit(model_with_seed(0), make_data(32), base_cfg(epochs=3), tmp_path / "b", collate_fn=c, stop_after=3)
+    c2 = EpochCollate()
+    fit(model_with_seed(0), make_data(32), base_cfg(epochs=3), tmp_path / "b", collate_fn=c2, resume=True)
+    assert c.seen + c2.seen == [0, 0, 1, 1, 2, 2]
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+class PutModel(MLP):
+    """Uses `Tensor.put_`, which has no deterministic implementation (on any device)."""
+
+    def forward(self, batch):
+        out = super().forward(batch)
+        z = torch.zeros(4).put_(torch.tensor([1]), torch.tensor([0.0]))
+        return {**out, "loss": out["loss"] + z.sum()}
+
+
+def test_deterministic_modes(tmp_path: Path) -> None:
+    assert TrainConfig().deterministic == "strict"  # the default
+    assert TrainConfig(deterministic=True).deterministic == "strict"  # older configs' true / false
+    assert TrainConfig(deterministic=False).deterministic == "off"
+    assert load_config(None, ["deterministic=warn"], TrainConfig).deterministic == "warn"
+    assert load_config(None, ["deterministic=true"], TrainConfig).deterministic == "strict"
+    with pytest.raises(ValueError, match="deterministic"):
+        TrainConfig(deterministic="loose")  # type: ignore[arg-type]
+
+    seen = {}
+
+    class Probe(MLP):
+        def forward(self, batch):
+            seen[mode] = (torch.are_deterministic_algorithms_enabled(),
+                          torch.is_deterministic_algorithms_warn_only_enabled())
+            return super().forward(batch)
+
+    for mode in ("strict", "warn", "off"):
+        fit(Probe(), make_data(16), base_cfg(epochs=1, deterministic=mode), tmp_path / mode, collate_fn=plain_collate)
+    assert seen == {"strict": (True, False), "warn": (True, True), "off": (False, False)}
+
+    with pytest.raises(RuntimeError, match="(?s)put_ does not have a deterministic.*train.deterministic=warn"):
+        fit(PutModel(), make_data(16), base_cfg(epochs=1), tmp_path / "p1", collate_fn=plain_collate)
+    with pytest.warns(UserWarning, match="put_ does not have a deterministic"):
+        r = fit(PutModel(), make_data(16), base_cfg(epochs=1, deterministic="warn"), tmp_path / "p2",
+                collate_fn=plain_collate)
+    assert r.global_step == 1
+    assert fit(PutModel(), make_data(16), base_cfg(epochs=1, deterministic="off"), tmp_path / "p3",
+               collate_fn=plain_collate).global_step == 1
+
+
+def test_cublas_workspace_is_set_for_cuda_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medmm.train.loop import _cublas_workspace
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for mode, device, want in (("strict", "auto", ":4096:8"), ("warn", "cuda", ":4096:8"), ("off", "auto", None),
+                               ("strict", "cpu", None)):
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        _cublas_workspace(mode, device)
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == want, (mode, device)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the environment's choice wins
+    _cublas_workspace("strict", "cuda")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -316,7 +448,7 @@ def test_bad_model_outputs(tmp_path: Path) -> None:
 
 def test_bad_config_and_setup(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="optimizer"):
-        TrainConfig(optimizer="sgd")  # type: ignore[arg-type]
+        TrainConfig(optimizer="rmsprop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="eval_every"):
         TrainConfig(eval_every=0)
     with pytest.raises(ValueError, match="divisible by world_size 1 x grad_accum_steps 3"):
@@ -334,6 +466,7 @@ def test_bad_config_and_setup(tmp_path: Path) -> None:
 
 
 def test_trainer_restores_global_determinism_flag(tmp_path: Path) -> None:
-    before = torch.are_deterministic_algorithms_enabled()
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     Trainer(MLP(), make_data(32), base_cfg(epochs=1), tmp_path, collate_fn=plain_collate).fit()
-    assert torch.are_deterministic_algorithms_enabled() == before
+    assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) \
+        == before

@@ -80,9 +80,11 @@ def _pretrain(a: argparse.Namespace) -> int:
     _quiet_transformers()
 
     from medmm.recipes.pretrain import run
+    from medmm.train.distributed import is_main_process
 
     summary = run(a.recipe, a.data, a.out, a.config, a.overrides, resume=a.resume)
-    print(json.dumps(summary, indent=2))
+    if is_main_process():  # under torchrun every rank returns rank 0's summary; one prints it
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -151,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data")
     s.set_defaults(func=_summary)
 
-    s = sub.add_parser("pretrain", help="pre-train a text tower (text-mlm) or MedM-PLM (medm-plm)")
-    s.add_argument("recipe", choices=["text-mlm", "medm-plm"])
+    s = sub.add_parser("pretrain", help="pre-train a text tower (text-mlm), MedM-PLM (medm-plm) or the code-only "
+                                        "G-BERT baseline (gbert)")
+    s.add_argument("recipe", choices=["text-mlm", "medm-plm", "gbert"])
     s.add_argument("--data", required=True, help="a prepared dataset directory")
     s.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, model)")
     s.add_argument("--config", help="YAML recipe config (defaults: the demo configuration)")

@@ -15,6 +15,11 @@ defaults); a mapping for a `dict[...]` field replaces it. Override values are pa
 `yaml.safe_load` (so `a.b=[1, 2]`, `a.b=null`, `a.b=true` work).
 Unknown keys, in the file or in an override, are errors that name the key, list the valid keys
 at that level and suggest the closest one; values are checked against the field's type.
+
+A dataclass may reserve keys of its nested configs that its user sets itself (e.g. a recipe
+that gives every run its own seed): `__config_reserved__ = {"train.seed": "seeds come from
+--seeds"}`. Setting a reserved key in a file or an override is an error with that text, and
+`to_dict` / `save_config` leave the key out, so a saved config loads again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import os
 import tempfile
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -32,7 +38,7 @@ import yaml
 
 T = TypeVar("T")
 
-__all__ = ["load_config", "from_dict", "to_dict", "save_config", "apply_overrides", "parse_override"]
+__all__ = ["load_config", "from_dict", "to_dict", "save_config", "apply_overrides", "parse_override", "did_you_mean"]
 
 
 # ----------------------------------------------------------------------------- load
@@ -64,6 +70,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise ValueError(f"{path}: the top level must be a mapping of config keys, got {type(loaded).__name__}")
         data = loaded
     data = apply_overrides(data, list(overrides or []), cls)
+    if overrides:
+        source += " + overrides"  # a value-level error may come from either
     return from_dict(cls, data, source=source)
 
 
@@ -92,6 +100,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls: type) -> di
         # when the file never mentioned that section.
         tp: Any = cls
         for i, part in enumerate(parts):
+            _check_reserved(tp, parts[i:], ".".join(parts[:i]), where=f"override {text!r}")
             tp = _child_type(tp, part, ".".join(parts[:i]), where=f"override {text!r}")
         node = data
         for part in parts[:-1]:
@@ -122,14 +131,45 @@ def _child_type(tp: Any, key: str, prefix: str, where: str) -> Any:
     raise ValueError(f"{where}: config key {prefix!r} is a {_type_name(tp)}, it has no sub-key {full!r}")
 
 
+_MISSING = object()
+
+
+def _reserved(tp: Any) -> dict[str, str]:
+    tp = _strip_optional(tp)
+    return getattr(tp, "__config_reserved__", {}) if isinstance(tp, type) and dataclasses.is_dataclass(tp) else {}
+
+
+def _check_reserved(tp: Any, parts: list[str], prefix: str, where: str) -> None:
+    """Raise if the dotted key `parts` (relative to a value of type `tp`) is reserved by `tp`."""
+    why = _reserved(tp).get(".".join(parts))
+    if why is not None:
+        full = ".".join([prefix, *parts]) if prefix else ".".join(parts)
+        raise ValueError(f"{where}: config key {full!r} cannot be set: {why}")
+
+
+def _reserved_paths_in(cls: type, data: dict[str, Any]) -> list[str]:
+    """The reserved keys of `cls` that the mapping `data` sets."""
+    found = []
+    for path in _reserved(cls):
+        node: Any = data
+        for part in path.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            found.append(path)
+    return found
+
+
 def _unknown_key_message(key: str, prefix: str, valid: list[str], where: str) -> str:
     full = f"{prefix}.{key}" if prefix else key
     level = f"under {prefix!r}" if prefix else "at the top level"
     msg = f"{where}: unknown config key {full!r}; valid keys {level}: {', '.join(sorted(valid))}"
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    if close:
-        msg += f" (did you mean {close[0]!r}?)"
-    return msg
+    return msg + did_you_mean(key, valid)
+
+
+def did_you_mean(name: str, valid: Sequence[str]) -> str:
+    """' (did you mean 'x'?)' for the closest of `valid` to `name`, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ----------------------------------------------------------------------------- dict -> dataclass
@@ -145,6 +185,8 @@ def _build(cls: type, data: Any, prefix: str, where: str, base: Any = None) -> A
     if not isinstance(data, dict):
         label = repr(prefix) if prefix else "the top level"
         raise ValueError(f"{where}: config key {label} must be a mapping, got {type(data).__name__} ({data!r})")
+    for path in _reserved_paths_in(cls, data):
+        _check_reserved(cls, path.split("."), prefix, where)
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
@@ -304,7 +346,15 @@ def _deepcopy_mapping(d: Any) -> Any:
 def to_dict(cfg: Any) -> Any:
     """A dataclass tree as plain YAML/JSON-safe values (Path -> str, tuple -> list)."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        out = {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+        for path in _reserved(type(cfg)):  # set by the config's user, never read from a file
+            *head, last = path.split(".")
+            node = out
+            for part in head:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(last, None)
+        return out
     if isinstance(cfg, dict):
         return {str(k): to_dict(v) for k, v in cfg.items()}
     if isinstance(cfg, (list, tuple)):

@@ -7,12 +7,15 @@ Pure writers: they take numbers and strings, never models or datasets.
     plot_attention(words, w_words, codes, w_codes, "figures/attention.png")  # Figure 5
     comparison_sentences(per_seed, tasks, "medm-plm")        # honest "does not beat" lines
     metric_definitions(tasks)                                # one line defining each column
+    training_header(runs), training_markdown(runs), runs_csv(runs)  # epochs per run; runs at their cap
 
 Figures use matplotlib's Agg backend (no display needed) and are written atomically.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -91,7 +94,8 @@ class ReportTable:
 
 def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]], tasks: Sequence[str],
               oracle: Mapping[str, Mapping[str, float]] | None = None, oracle_task: str = "readmission",
-              metrics: Sequence[str] = TABLE_METRICS) -> ReportTable:
+              metrics: Sequence[str] = TABLE_METRICS,
+              training: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None) -> ReportTable:
     """Table III from `per_seed[model][task] = [test metrics of each seed]`.
 
     Rows = models (in the given order), columns = `metrics` per task as mean (std) over seeds, in
@@ -100,6 +104,11 @@ def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]
     generator's ground-truth scorer on the same test samples) an oracle row is added and, for
     `oracle_task`, a column with each model's recovered fraction of the oracle's AUROC margin
     over chance (per seed, then mean (std)).
+
+    With `training[model][task]` (each seed's run result, or its `TRAINING_FIELDS`) the CSV also
+    has `<task>:best_epoch`, `<task>:epochs_run` and `<task>:peaked_at_cap` (mean = the fraction
+    of seeds that peaked at their epoch cap) after the metric columns; the Markdown and `data`
+    keep the metrics only.
     """
     columns = [column(t, m) for t in tasks for m in metrics]
     headers = {column(t, m): f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)}" for t in tasks for m in metrics}
@@ -124,7 +133,86 @@ def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]
                             if m in oracle[t]}
     md, csv, data = results_table(rows, columns, headers=headers, bold_best=False)
     data["headers"] = headers
+    if training:
+        extra = [column(t, f) for t in tasks for f in TRAINING_FIELDS]
+        wide = {model: dict(row) for model, row in rows.items()}
+        for model, by_task in training.items():
+            for t in tasks:
+                runs = by_task.get(t) or []
+                for f in TRAINING_FIELDS:
+                    if runs and all(r.get(f) is not None for r in runs):
+                        wide.setdefault(model, {})[column(t, f)] = [float(r[f]) for r in runs]
+        _, csv, _ = results_table(wide, columns + extra, bold_best=False)
     return ReportTable(md, csv, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# How long each run trained: best epoch, epochs run, and the runs that peaked at their cap
+
+TRAINING_FIELDS = ("best_epoch", "epochs_run", "peaked_at_cap")  # keys of a fine-tuning result
+AT_CAP = "stopped at cap, may be under-trained"
+RUN_COLUMNS = ("task", "model", "seed", "train_fraction", "lr", "selection_metric", "best_val", "test",
+               "best_epoch", "epochs_run", "epoch_cap", "patience", "stopped_early", "peaked_at_cap")
+
+
+def reached_cap(run: Mapping[str, Any]) -> bool:
+    """The run used its whole epoch budget: no early stop (its patience had not run out)."""
+    return not run.get("stopped_early") and run.get("epochs_run") is not None and run.get("epochs_run") == run.get("epoch_cap")
+
+
+def training_header(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The report header's line on training length: how many runs peaked at their epoch cap (and
+    how many more used the whole budget with their best epoch before it)."""
+    n, k = len(runs), sum(bool(r.get("peaked_at_cap")) for r in runs)
+    more = sum(reached_cap(r) and not r.get("peaked_at_cap") for r in runs)
+    caps = ", ".join(str(c) for c in sorted({r["epoch_cap"] for r in runs if r.get("epoch_cap") is not None}))
+    pats = ", ".join(str(p) for p in sorted({r["patience"] for r in runs if r.get("patience") is not None}))
+    setting = f"epoch cap {caps or '?'}, early-stopping patience {pats or 'none'}"
+    also = (f" {more} more reached the cap before their patience ran out, best epoch earlier (marked +)."
+            if more else "")
+    if k == 0:
+        return f"Training: none of the {n} runs peaked at its epoch cap ({setting}).{also}"
+    return (f"**Training: {k} of {n} runs peaked at their epoch cap** ({setting}): their best validation epoch is "
+            f"the last one allowed, {AT_CAP}; they are marked * in the training table and flagged in "
+            f"runs.csv / results.json (`peaked_at_cap`).{also}")
+
+
+def _epoch(x: Any) -> str:
+    return "?" if x is None else f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def training_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
+    """One row per (task, model, train fraction): learning rate, cap and patience, then each seed's
+    best epoch / epochs run, * marking a run that peaked at its cap, + one that used its whole
+    budget with its best epoch earlier."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["task"], r["model"], r.get("train_fraction", 1.0)), []).append(r)
+    lines = ["| task | model | train fraction | lr | cap / patience | best epoch / epochs run, per seed | at cap |",
+             "|---|---|---:|---:|---:|---|---:|"]
+    for (task, model, frac), rs in groups.items():
+        lrs = ", ".join(f"{x:g}" for x in dict.fromkeys(r["lr"] for r in rs if r.get("lr") is not None))
+        cap = f"{_epoch(rs[0].get('epoch_cap'))} / {_epoch(rs[0].get('patience')) if rs[0].get('patience') else '-'}"
+        cells = ", ".join(f"{_epoch(r.get('best_epoch'))}/{_epoch(r.get('epochs_run'))}"
+                          + ("*" if r.get("peaked_at_cap") else "+" if reached_cap(r) else "") for r in rs)
+        k = sum(bool(r.get("peaked_at_cap")) for r in rs)
+        lines.append(f"| {TASK_NAMES.get(task, task)} | {model} | {frac:g} | {lrs} | {cap} | {cells} | "
+                     f"{f'**{k} of {len(rs)}**' if k else '0'} |")
+    return "\n".join(lines) + "\n"
+
+
+def runs_csv(runs: Sequence[Mapping[str, Any]]) -> str:
+    """One CSV row per run (`RUN_COLUMNS`): its key, learning rate, selection metric with its best
+    validation and its test value, and how long it trained."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RUN_COLUMNS)
+    for r in runs:
+        sel = r.get("selection_metric")
+        row = {**r, "best_val": (r.get("best_val") or {}).get(sel), "test": (r.get("metrics") or {}).get(sel)}
+        w.writerow(["" if row.get(c) is None or (isinstance(row.get(c), float) and math.isnan(row[c]))
+                    else repr(float(row[c])) if isinstance(row.get(c), float) else row[c] for c in RUN_COLUMNS])
+    return buf.getvalue()
 
 
 def parse_markdown_table(markdown: str) -> dict[str, dict[str, str]]:
@@ -303,4 +391,5 @@ def plot_attention(words: Sequence[str], word_weights: Sequence[float], codes: S
 
 __all__ = ["ReportTable", "table_iii", "parse_markdown_table", "comparison_sentences", "oracle_fraction",
            "plot_training_ratio", "plot_attention", "write_text", "write_json", "column", "ORACLE_ROW",
-           "TABLE_METRICS", "READMISSION_METRICS", "METRIC_DEFINITIONS", "metric_definitions"]
+           "TABLE_METRICS", "READMISSION_METRICS", "METRIC_DEFINITIONS", "metric_definitions", "TRAINING_FIELDS",
+           "AT_CAP", "RUN_COLUMNS", "training_header", "training_markdown", "runs_csv", "reached_cap"]

@@ -36,6 +36,8 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from torchcrf import CRF
 
+from medmm.train.device import model_device, to_device
+
 IGNORE_INDEX = -100
 
 
@@ -129,13 +131,14 @@ EMBEDDINGS = {"scratch": ScratchEmbedding, "tower_frozen": TowerEmbedding, "towe
 @torch.no_grad()
 def tower_hidden_states(tower: nn.Module, input_ids: list[list[int]], batch_size: int = 32,
                         pad_token_id: int = 0) -> list[torch.Tensor]:
-    """Last hidden states (T_i, E) of an eval-mode tower for each unpadded sequence of ids.
+    """Last hidden states (T_i, E) of an eval-mode tower for each unpadded sequence of ids, on the CPU.
 
-    Sequences are batched by length (less padding); padding is masked out of attention and each
-    result is cut back to its sequence's length.
+    Sequences are batched by length (less padding) and run wherever the tower is; padding is
+    masked out of attention and each result is cut back to its sequence's length.
     """
     was_training = tower.training
     tower.eval()
+    device = model_device(tower)
     out: list[torch.Tensor | None] = [None] * len(input_ids)
     order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     try:
@@ -147,9 +150,10 @@ def tower_hidden_states(tower: nn.Module, input_ids: list[list[int]], batch_size
             for j, i in enumerate(idx):
                 ids[j, :len(input_ids[i])] = torch.tensor(input_ids[i], dtype=torch.long)
                 am[j, :len(input_ids[i])] = 1
+            ids, am = to_device((ids, am), device)
             h = tower(input_ids=ids, attention_mask=am).last_hidden_state                 # (b, T, E)
             for j, i in enumerate(idx):
-                out[i] = h[j, :len(input_ids[i])].clone()
+                out[i] = h[j, :len(input_ids[i])].to("cpu", copy=True)  # held with the CPU dataset
     finally:
         tower.train(was_training)
     return out  # type: ignore[return-value]

@@ -28,10 +28,18 @@ same two columns are kept under `readmission_balance: natural` so the row means 
 The demo's settings: `demo_experiment_config()` / configs/demo_experiment.yaml, run by
 `run_demo_experiment` (the demo's experiment step).
 
-Outputs in OUT: report.md, results.csv (Table III: <column>_mean/_std/_n), results.json (the
-table, every run's full metrics, the oracle, the Figure 4 curves, the config),
-figures/training_ratio.png, figures/attention.png, timings.json and timings.md (wall and CPU
-seconds, see below), runs/<task>/<model>/seed<k>[-f<frac>]/ (one directory per run).
+Outputs in OUT: report.md, results.csv (Table III: <column>_mean/_std/_n, then per task the
+best epoch, epochs run and fraction of seeds that peaked at the epoch cap), runs.csv (one row per
+run: learning rate, selection metric, best epoch, epochs run, cap, patience, `peaked_at_cap`),
+results.json (the table, every run's full result, the count and list of runs at their cap, the
+oracle, the Figure 4 curves, the config), figures/training_ratio.png, figures/attention.png,
+timings.json and timings.md (wall and CPU seconds, see below),
+runs/<task>/<model>/seed<k>[-f<frac>]/ (one directory per run).
+
+Convergence. Every run trains until early stopping on its validation selection metric, up to
+`finetune.train.epochs`. A run whose best epoch is its cap was stopped by the budget, not by
+convergence: report.md says how many in its header and marks each one ("stopped at cap, may be
+under-trained"), and `budget_note` says why a config's cap is small (the demo's).
 
 Resuming. Invoked again with the same OUT, the experiment runs only what is not finished:
     runs/<task>/<model>/seed<k>[-f<frac>]/
@@ -61,6 +69,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import pickle
 import sys
 import time
 from collections.abc import Sequence
@@ -72,11 +81,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from medmm.config import did_you_mean, to_dict
 from medmm.data.io import atomic_write_text, sha256_dir, sha256_file
 from medmm.eval import report as R
 from medmm.eval.metrics import binary_metrics
-from medmm.recipes.finetune import (FinetuneConfig, TaskData, load_records, predict, prepare_task,
-                                    resolved_train_config, run_finetune)
+from medmm.recipes.finetune import (FinetuneConfig, TaskData, check_finetune_config, load_records, model_lr,
+                                    predict, prepare_task, resolved_train_config, run_finetune)
 from medmm.tasks.featurize import Collator, NoteTokens
 from medmm.tasks.spec import TASK_NAMES
 
@@ -91,6 +101,35 @@ class ExperimentConfig:
     ours: str = "medm-plm"  # the model the honest-comparison sentences are about; Figure 5's model
     attention_task: str = "readmission"
     workers: int = 1  # fine-tuning processes run side by side (spawned; each uses finetune.num_threads threads)
+    budget_note: str = ""  # said in report.md's header, e.g. why the epoch cap is small (the demo's budget)
+
+    def __post_init__(self) -> None:
+        check_experiment_config(self)
+
+
+def check_experiment_config(cfg: ExperimentConfig) -> None:
+    """Every model and task name the config holds is a registered one (`finetune`:
+    `check_finetune_config`); raises ValueError naming the key and the valid names."""
+    from medmm.models import downstream
+
+    models = list(downstream.MODELS)
+    for key, task in (("ratio_task", cfg.ratio_task), ("attention_task", cfg.attention_task)):
+        if task not in TASK_NAMES:
+            raise ValueError(f"{key}: unknown task {task!r}; valid: {', '.join(TASK_NAMES)}"
+                             + did_you_mean(task, TASK_NAMES))
+    for key, model in [("ours", cfg.ours)] + [(f"ratio_models[{i}]", m) for i, m in enumerate(cfg.ratio_models)]:
+        if model not in models:
+            raise ValueError(f"{key}: unknown model {model!r}; valid: {', '.join(models)}" + did_you_mean(model, models))
+    if cfg.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {cfg.workers}")
+    check_finetune_config(cfg.finetune)
+
+
+DEMO_BUDGET_NOTE = ("Demo budget: fine-tuning is capped at 3 epochs (early-stopping patience 1) to fit the demo's "
+                    "time on 2 CPU cores, so the runs flagged at their cap stopped while still improving and this "
+                    "table partly measures the budget, not the models. Trained to convergence on the same data "
+                    "(patience 5), MedM-PLM's and G-BERT's runs took 8 to 26 epochs, 3 to 9 times the CPU time of "
+                    "these; configs/medm_plm_10k.yaml trains every run to convergence.")
 
 
 def demo_experiment_config() -> ExperimentConfig:
@@ -102,9 +141,16 @@ def demo_experiment_config() -> ExperimentConfig:
       code towers, the cross-modal projection and the heads are fine-tuned. `text_frozen: false`
       in `finetune.model_overrides` restores tower fine-tuning;
     * 256 word pieces per note (paper: 512): with the cache, the length costs one pass only;
-    * at most 3 epochs, early stopping after 1 epoch without validation AUROC gain, batch 32;
-      learning rates per model (only heads / code towers train, so a larger step than for a
-      full BERT fine-tune);
+    * at most 3 epochs, early stopping after 1 epoch without validation AUROC gain, batch 32 --
+      a BUDGET, not convergence (the library default is 50 / 5): most medication and ICD-coding
+      runs peak at epoch 3, and report.md flags them and says so (`DEMO_BUDGET_NOTE`).
+      Measured on the demo data (seed 0, these settings but cap 30 / patience 5; best / run
+      epochs, CPU s): MedM-PLM medication 11/16 (261), ICD coding 12/17 (235), readmission 6/11
+      (199); G-BERT (not pre-trained) 19/24 (369), 21/26 (324), 3/8 (134); LR medication 29/30
+      (16). That is 3-9x the CPU time of a 3-epoch run, about 45-55 minutes for the whole step:
+      too long for the demo;
+      learning rates per model (only heads / code towers train, so a larger step than the
+      paper's for a full BERT fine-tune; lr / rnn / cnn keep `DEFAULT_LR`'s 1e-3);
     * two worker processes of ONE thread each: for these small models one thread per process
       is several times faster than two threads fighting over two cores;
     * readmission at the NATURAL prevalence (`readmission_balance: natural`), not the paper's 1:1
@@ -121,9 +167,9 @@ def demo_experiment_config() -> ExperimentConfig:
                                                                      "medm-plm-cross_modal")})
     ft.train.epochs = 3
     ft.train.early_stopping_patience = 1
-    ft.lr.update({"clinicalbert": 1e-3, "gbert+clinicalbert": 5e-4, "medbert+clinicalbert": 5e-4,
-                  "medm-plm": 5e-4, "medm-plm-cross_modal": 5e-4})
-    return ExperimentConfig(finetune=ft, ratio_models=["lr", "medm-plm"], workers=2)
+    ft.lr = {"clinicalbert": 1e-3, "gbert+clinicalbert": 5e-4, "medbert+clinicalbert": 5e-4, "medm-plm": 5e-4,
+             "medm-plm-cross_modal": 5e-4, "gbert": 5e-4, "gbert-medm-init": 5e-4, "medbert": 5e-4}
+    return ExperimentConfig(finetune=ft, ratio_models=["lr", "medm-plm"], workers=2, budget_note=DEMO_BUDGET_NOTE)
 
 
 DEMO_RATIOS = (0.1, 0.25, 0.5, 1.0)  # Figure 4 in the demo (lr and medm-plm only)
@@ -346,10 +392,13 @@ def _fmt(x: float) -> str:
 _WORKER: dict[str, Any] = {}  # this process's experiment state (the parent's, or a worker's copy)
 
 
-def _init_worker(state: dict[str, Any], caches: dict) -> None:
-    """Worker start-up (spawned): the experiment state and the parent's filled note caches."""
+def _init_worker(state_file: str) -> None:
+    """Worker start-up (spawned): the experiment state and the parent's filled note caches, from
+    the file `_run_jobs` wrote them to."""
     from medmm.models import downstream
 
+    with open(state_file, "rb") as f:
+        state, caches = pickle.load(f)
     _WORKER.update(state)
     downstream._NOTE_CACHES.update(caches)
     if state["cfg"].finetune.num_threads:
@@ -423,6 +472,10 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
 
     for m in models:
         downstream.model_inputs(m)  # unknown names fail here, before any training
+    check_experiment_config(cfg)  # again: its fields may have been changed since it was built
+    for m in models:
+        for t in tasks:
+            model_lr(ft, m, t)  # every run has a learning rate
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -488,8 +541,10 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
         _log(t0, f"oracle (generator truth, {gt}): test AUROC {_fmt(oracle['readmission']['auroc'])}")
 
     table_runs = [{k: v for k, v in res.items() if k not in CLOCK_KEYS} for res in results]
+    from medmm.recipes.pretrain import pretraining_note
+
     _write_outputs(out, table_runs, models, tasks, seeds, ratios, ratio_models, cfg, oracle, attention,
-                   task_data, data_dir, gt)
+                   task_data, data_dir, gt, pretraining=pretraining_note(assets))
     timings["total_s"] = round(time.perf_counter() - t0, 2)
     _write_timings(out, runs, results, {r.dir for r in todo}, timings, cfg)
     _log(t0, f"report: {out / 'report.md'}")
@@ -510,15 +565,24 @@ def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, T
 
     Workers are SPAWNED, not forked: polars' and torch's thread pools do not survive a fork (a
     forked worker deadlocks in its first parallel polars call). Each worker receives the task
-    data, the assets and the filled note caches once, at start-up. Each run seeds itself
+    data, the assets and the filled note caches once, at start-up (from a temporary file, removed
+    when the pool is shut down). Each run seeds itself
     (`run_finetune`), so a result does not depend on which process ran it or in what order
     (tests check workers=2 against workers=1). Longest jobs first keeps the workers evenly loaded.
 
     A run that raises is logged and the others go on (each finished one is saved); the first
-    error is raised at the end, so the same command run again does only the failed runs. An
-    interrupt (Ctrl-C) stops the pool at once: the runs in flight are lost, the finished ones kept.
+    error is raised at the end, so the same command run again does only the failed runs. A
+    worker that dies (killed by a signal, e.g. the out-of-memory killer) breaks the pool: every
+    run not finished by then is named in the `BrokenProcessPool` raised, the finished ones stay
+    recorded (`concurrent.futures` notices the dead process; `multiprocessing.Pool` would wait
+    for its result forever). An interrupt (Ctrl-C) stops the pool at once: the runs in flight
+    are lost, the finished ones kept.
     """
     import multiprocessing as mp
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.reduction import ForkingPickler
 
     from medmm.models import downstream
 
@@ -536,38 +600,67 @@ def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, T
             return
         k, res, secs = item
         sel = res["selection_metric"]
+        cap = " -- AT CAP, may be under-trained" if res.get("peaked_at_cap") else ""
         _log(t0, f"[{n}/{len(runs)}] {runs[k].label}: test {sel} {_fmt(res['metrics'].get(sel))}, "
-                 f"val {_fmt(res['best_val'].get(sel))}, {res['steps']} steps, {secs:.1f}s "
-                 f"({res.get('cpu_time_s', 0):.1f} CPU s)")
+                 f"val {_fmt(res['best_val'].get(sel))}, best epoch {res.get('best_epoch')} of "
+                 f"{res.get('epochs_run')} run (cap {res.get('epoch_cap')}){cap}, {res['steps']} steps, "
+                 f"{secs:.1f}s ({res.get('cpu_time_s', 0):.1f} CPU s)")
 
     workers = min(cfg.workers, len(runs))
     try:
         if workers > 1:
-            # Tensors go to the workers through shared memory named by file ("file_system"), not
-            # by passing file descriptors to the spawned process: with a 10,000-patient note
-            # cache the descriptor route failed ("bad value(s) in fds_to_keep").
+            # The state goes to the workers in a temporary file, not as initargs: a spawned process's
+            # arguments are written down a pipe whose read end the parent keeps open until the
+            # write ends, so a worker killed while reading a large state (the OOM killer, at
+            # start-up) would block the parent in that write forever. Its tensors go through
+            # shared memory named by file ("file_system"), not by passing file descriptors: with
+            # a 10,000-patient note cache the descriptor route failed ("bad value(s) in fds_to_keep").
+            tmp = tempfile.TemporaryDirectory(prefix="medmm-workers-")
+            state_file = Path(tmp.name) / "state.pickle"
             strategy = torch.multiprocessing.get_sharing_strategy()
             torch.multiprocessing.set_sharing_strategy("file_system")
             try:
-                pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker,
-                                                     initargs=(state, dict(downstream._NOTE_CACHES)))
+                with open(state_file, "wb") as f:
+                    ForkingPickler(f, pickle.HIGHEST_PROTOCOL).dump((state, dict(downstream._NOTE_CACHES)))
             finally:
                 torch.multiprocessing.set_sharing_strategy(strategy)
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                       initargs=(str(state_file),))
             try:
-                stream = pool.imap_unordered(_job_star, args)
-                for n in range(1, len(args) + 1):
+                futures: dict[Any, RunSpec] = {}
+                broken: BrokenProcessPool | None = None
+                for a in args:
                     try:
-                        item = next(stream)
-                    except Exception as e:  # that run's error; the iterator goes on with the others
+                        futures[pool.submit(_job_star, a)] = a[1]
+                    except BrokenProcessPool as e:  # a worker died already (at start-up)
+                        broken = e
+                        break
+                unfinished = [a[1] for a in args[len(futures):]]
+                n = 0
+                for fut in as_completed(futures):
+                    try:
+                        item = fut.result()
+                    except BrokenProcessPool as e:  # a worker died: this run and every pending one
+                        unfinished.append(futures[fut])
+                        broken = broken or e
+                        continue
+                    except Exception as e:  # that run's own error; the others go on
                         item = e
+                    n += 1
                     log_run(n, item)
+                if broken is not None:
+                    names = "; ".join(r.label for r in sorted(unfinished, key=lambda r: str(r.dir)))
+                    msg = (f"a worker process died (killed by a signal, e.g. the out-of-memory killer, or crashed): "
+                           f"{len(unfinished)} of {len(runs)} runs did not finish: {names}. The {n - len(failed)} "
+                           "finished runs are saved, so the same command again runs only the others")
+                    _log(t0, msg)
+                    raise BrokenProcessPool(msg) from broken
             except BaseException:
-                pool.terminate()
+                _terminate_workers(pool)
                 raise
-            else:
-                pool.close()
             finally:
-                pool.join()
+                pool.shutdown(wait=True, cancel_futures=True)
+                tmp.cleanup()
         else:
             for n, a in enumerate(args, 1):
                 try:
@@ -583,6 +676,15 @@ def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, T
         raise failed[0]
 
 
+def _terminate_workers(pool: Any) -> None:
+    """Stop a ProcessPoolExecutor's workers now (its `shutdown` waits for the running jobs)."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+
+
 def _job_cost(run: RunSpec, task_data: dict[str, TaskData]) -> float:
     """A rough relative cost for scheduling: training samples x fraction x model weight."""
     t, m, r = run.task, run.model, run.train_fraction
@@ -593,13 +695,14 @@ def _job_cost(run: RunSpec, task_data: dict[str, TaskData]) -> float:
 def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[str], seeds: list[int],
                    ratios: list[float], ratio_models: list[str], cfg: ExperimentConfig,
                    oracle: dict[str, dict[str, float]], attention: dict | None,
-                   task_data: dict[str, TaskData], data_dir: Any, gt: Path | None) -> None:
+                   task_data: dict[str, TaskData], data_dir: Any, gt: Path | None, pretraining: str = "") -> None:
     """report.md, results.csv, results.json: from the finished runs only (no clock times, no
     worker count), so a resumed experiment writes the same bytes as an uninterrupted one."""
     full = [r for r in runs if r["train_fraction"] == 1.0]
     per_seed = {m: {t: [r["metrics"] for r in full if r["model"] == m and r["task"] == t] for t in tasks}
                 for m in models}
-    table = R.table_iii(per_seed, tasks, oracle=oracle or None)
+    training = {m: {t: [r for r in full if r["model"] == m and r["task"] == t] for t in tasks} for m in models}
+    table = R.table_iii(per_seed, tasks, oracle=oracle or None, training=training)
     sentences = R.comparison_sentences(per_seed, tasks, ours=cfg.ours)
 
     curves = {m: {f: [r["metrics"]["auroc"] for r in runs if r["model"] == m and r["task"] == cfg.ratio_task
@@ -632,6 +735,10 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
     md.append(f"Samples (train/val/test): {sizes}. Model selection: validation "
               + ", ".join(f"{t} {cfg.finetune.selection_metric.get(t, 'auroc')}" for t in tasks)
               + "; each column is defined below Table III.")
+    md += ["", R.training_header(runs) + " Per run: the training table at the end, `runs.csv`."]
+    md += ["", pretraining] if pretraining else []  # which towers were pre-trained, on what
+    if cfg.budget_note:
+        md += ["", cfg.budget_note]
     if "readmission" in tasks:
         bal = cfg.finetune.readmission_balance
         md.append("")
@@ -663,17 +770,29 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
         md.append(f"* Figure 5, `figures/attention.png`: cross-modal attention of the fine-tuned {cfg.ours} "
                   f"on test visit {attention['visit_id']}.")
     md += [f"* {n}" for n in fig_notes] + [""]
+    md += ["## Training: epochs per run", "",
+           "Each run trains until its validation selection metric has not improved for `patience` epochs, at most "
+           "`cap` epochs, and keeps its best epoch's weights. A cell is best epoch / epochs run for one seed, in "
+           f"seed order; * marks a run whose best epoch is its cap ({R.AT_CAP}); + a run that used every "
+           "epoch of its cap before its patience ran out, its best epoch earlier; '?' a run whose validation "
+           "selection metric was never defined (e.g. one class in the validation split), so no epoch was selected.", "",
+           R.training_markdown(runs).rstrip(), ""]
     md += ["Timings (per run and per invocation): `timings.md`, `timings.json`.", ""]
 
     R.write_text(out / "report.md", "\n".join(md))
     R.write_text(out / "results.csv", table.csv)
+    R.write_text(out / "runs.csv", R.runs_csv(runs))
     R.write_json(out / "results.json", {
         "table": table.data, "oracle": oracle, "comparisons": sentences,
         "training_ratio": {m: {f"{f:g}": v for f, v in c.items()} for m, c in curves.items()},
         "attention": attention, "runs": runs,
         "ground_truth": None if gt is None else str(gt),
         # `workers` is the schedule, not the science: it goes to timings.json
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"},
+        "training": {"runs": len(runs), "peaked_at_cap": sum(bool(r.get("peaked_at_cap")) for r in runs),
+                     "at_cap": [f"{r['model']} / {r['task']} / seed {r['seed']} / train fraction {r['train_fraction']:g}"
+                                for r in runs if r.get("peaked_at_cap")]},
+        # the config as a file would hold it (less what each run sets itself, see FinetuneConfig)
+        "config": {k: v for k, v in to_dict(cfg).items() if k != "workers"},
         "models": models, "tasks": tasks, "seeds": seeds,
     })
 
@@ -782,13 +901,16 @@ def main_experiment(args: dict[str, Any]) -> Path:
 
 
 def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretrain_dir: str | Path,
-                        text_dir: str | Path | None, out_dir: str | Path, seeds: int = 3) -> Path:
+                        text_dir: str | Path | None, out_dir: str | Path, seeds: int = 3,
+                        gbert_dir: str | Path | None = None) -> Path:
     """The demo's experiment step: every model of `DEFAULT_MODELS` on all three tasks over `seeds`
     seeds with `demo_experiment_config()` and Figure 4 at `DEMO_RATIOS`; returns report.md's path.
 
     data_dir: the prepared dataset; raw_dir: the `medmm synth` directory (ground truth for the
     oracle row; None to look beside the dataset); pretrain_dir: the MedM-PLM run (or its model/);
-    text_dir: the text-MLM BERT directory (ClinicalBERT stand-in; None to search pretrain_dir).
+    text_dir: the text-MLM BERT directory (ClinicalBERT stand-in; None to search pretrain_dir);
+    gbert_dir: the `medmm pretrain gbert` model directory (None: search pretrain_dir, else G-BERT
+    starts un-pre-trained).
     """
     from medmm.config import save_config
 
@@ -796,7 +918,7 @@ def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretra
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "experiment.yaml")
-    assets = resolve_assets(pretrain_dir, text_dir)
+    assets = resolve_assets(pretrain_dir, text_dir, gbert_dir)
     try:
         return run_medm_plm_experiment(data_dir, out, assets, models=DEFAULT_MODELS, tasks=TASK_NAMES, seeds=seeds,
                                        train_ratios=DEMO_RATIOS, cfg=cfg, raw_dir=raw_dir)

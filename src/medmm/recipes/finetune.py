@@ -25,20 +25,39 @@ Test metrics (`task_metrics`):
 
 Outputs in `out_dir`: train/ (the loop's config.yaml, metrics.jsonl, summary.json; checkpoints
 removed unless `keep_checkpoints`), predictions.parquet (patient_id, visit_id, label, prob) of
-the test split and result.json (the returned dict).
+the test split and result.json (the returned dict; `best_epoch`, `epochs_run`, `epoch_cap` and
+`peaked_at_cap` say whether the run converged: a run whose best validation epoch is its last,
+at the cap, was stopped by the budget and may be under-trained).
 
-Learning rates. The paper's 5e-5 / 2e-5 / 1e-5 are for a 12-layer ClinicalBERT with 10 frozen
-layers; the demo's towers are small and briefly pre-trained, and the LR / RNN / CNN baselines
-start from scratch, so the defaults below are per model family (override with `lr.<model>=...`).
+Epochs. Training runs until the validation selection metric has not improved for
+`train.early_stopping_patience` epochs (default 5), at most `train.epochs` epochs (default 50),
+and the best epoch's weights are restored (`train.restore_best`).
+
+Learning rates: `DEFAULT_LR` below, per model (and per task where the source gives one rate per
+task), each with its source; `lr.<model>: rate` or `lr.<model>: {<task>: rate}` replaces it (a
+model or task left out keeps its default).
+
+What the recipe sets per run, and therefore a config may not (`FinetuneConfig.__config_reserved__`;
+a file or override that sets one is an error saying what to set instead): `train.seed` (the
+run's seed: `--seeds` / `seeds=`), `train.lr` (the model's rate from `lr`),
+`train.early_stopping_metric` and `train.early_stopping_mode` (from `selection_metric`; "loss" is
+minimised, every other metric maximised). Every key of `lr`, `selection_metric` and
+`model_overrides` is checked when the config is built (`check_finetune_config`): a model name
+against the downstream registry, a task name against the tasks, a selection metric against the
+validation metrics of its task (`selection_metrics`), a model override against the fields of
+that model's config class (`override_fields`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,27 +67,44 @@ import polars as pl
 import torch
 from torch import nn
 
+from medmm.config import did_you_mean
 from medmm.data.io import atomic_write_text
 from medmm.eval.metrics import binary_metrics, caml_metrics, gbert_metrics, multilabel_metrics
 from medmm.tasks.featurize import MAX_HISTORY, Collator, NoteTokens, TaskDataset, featurize
 from medmm.tasks.spec import TASK_NAMES, TaskSpec
 from medmm.train.checkpoint import seed_everything
-from medmm.train.loop import Trainer, TrainConfig
+from medmm.train.device import model_device, to_device
+from medmm.train.loop import EpochSampler, Trainer, TrainConfig
 
 PRIMARY = "auroc"
+MINIMISED = frozenset({"loss"})  # selection metrics where lower is better; every other one is maximised
+EPOCH_CAP, PATIENCE = 50, 5  # converged by default: early stopping decides, the cap is a safety net
+
+# The learning rate of each downstream model (a {task: rate} mapping where the source sets one
+# rate per task). `FinetuneConfig.lr` replaces entries; tests check that every registered model has one.
+_PAPER_TASK_LR = {"medication": 5e-5, "readmission": 2e-5, "icd_coding": 1e-5}
+DEFAULT_LR: dict[str, float | dict[str, float]] = {
+    # MedM-PLM §IV-B (paper-notes): 5e-5 medication, 2e-5 readmission, 1e-5 ICD coding, for the
+    # 12-layer ClinicalBERT text tower with its last 2 layers, the code tower and the heads trained.
+    "medm-plm": _PAPER_TASK_LR, "medm-plm-cross_modal": _PAPER_TASK_LR,
+    # Table III's models with a ClinicalBERT tower: the paper gives no separate rates, so its task
+    # rates (Huang et al.'s ClinicalBERT readmission fine-tuning also used 2e-5).
+    "clinicalbert": _PAPER_TASK_LR, "gbert+clinicalbert": _PAPER_TASK_LR, "medbert+clinicalbert": _PAPER_TASK_LR,
+    # G-BERT's code (run_gbert.py): Adam, lr 5e-4, 20 epochs, the best validation PR-AUC kept.
+    "gbert": 5e-4, "gbert-medm-init": 5e-4,
+    # Med-BERT: no rate for this protocol in the notes; G-BERT's, for the same size of code transformer.
+    "medbert": 5e-4,
+    # Trained from scratch (no pre-trained tower): PyHealth's Trainer default, Adam 1e-3, which is
+    # also the rate of PyHealth's code-only baselines (RNN, CNN) trained to convergence.
+    "lr": 1e-3, "rnn": 1e-3, "cnn": 1e-3,
+}
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(epochs=4, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.01,
-                       eval_every="epoch", early_stopping_patience=2, early_stopping_mode="max",
+    # lr / seed / early_stopping_metric / early_stopping_mode are set per run (resolved_train_config).
+    return TrainConfig(epochs=EPOCH_CAP, batch_size=32, lr=1e-3, optimizer="adamw", weight_decay=0.01,
+                       eval_every="epoch", early_stopping_patience=PATIENCE, early_stopping_mode="max",
                        early_stopping_metric=PRIMARY, log_every=50, progress=False, deterministic=True)
-
-
-def _default_lr() -> dict[str, float]:
-    # Pre-trained transformer towers move with a smaller step than the from-scratch baselines.
-    bert = 2e-4
-    return {"clinicalbert": bert, "gbert+clinicalbert": bert, "medbert+clinicalbert": bert, "medm-plm": bert,
-            "medm-plm-cross_modal": bert, "gbert": 5e-4, "gbert-medm-init": 5e-4, "medbert": 5e-4}
 
 
 @dataclass
@@ -81,12 +117,121 @@ class FinetuneConfig:
     icd_top_k: int = 50
     selection_metric: dict[str, str] = field(default_factory=lambda: {t: PRIMARY for t in TASK_NAMES})
     eval_batch_size: int = 128
-    train: TrainConfig = field(default_factory=_default_train)
-    lr: dict[str, float] = field(default_factory=_default_lr)  # per-model learning rate; else train.lr
+    train: TrainConfig = field(default_factory=_default_train)  # less the reserved keys below
+    lr: dict[str, float | dict[str, float]] = field(default_factory=dict)  # model -> rate; replaces DEFAULT_LR's
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # build_model(**overrides)
     keep_checkpoints: bool = False
     num_threads: int | None = None  # torch intra-op threads during fine-tuning; null = torch's default.
     # On a machine shared with other jobs, 1 thread is several times faster than oversubscribing.
+
+    # Set by `resolved_train_config` for every run; a config that sets one is an error (medmm.config).
+    __config_reserved__ = {
+        "train.seed": "each run's seed comes from the experiment's seeds (--seeds / seeds=)",
+        "train.lr": "the learning rate is per model: set finetune.lr.<model> (defaults: finetune.DEFAULT_LR)",
+        "train.early_stopping_metric": "early stopping follows the task's selection metric: set "
+                                       "finetune.selection_metric.<task>",
+        "train.early_stopping_mode": "it follows finetune.selection_metric ('loss' is minimised, "
+                                     "every other metric maximised)",
+    }
+
+    def __post_init__(self) -> None:
+        check_finetune_config(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config checks: every key of the mapping-valued options, before any training
+
+
+# The config class that each registered model's builder fills from `model_overrides[model]`
+# (module of medmm.models.baselines, class); tests check it covers the registry.
+_OVERRIDE_CONFIGS = {
+    "lr": ("lr", "LRConfig"), "rnn": ("rnn", "RNNConfig"), "cnn": ("cnn", "CNNConfig"),
+    "gbert": ("gbert", "GBertConfig"), "gbert-medm-init": ("gbert", "GBertConfig"),
+    "medbert": ("medbert", "MedBERTConfig"), "clinicalbert": ("clinicalbert", "ClinicalBERTConfig"),
+    "gbert+clinicalbert": ("combos", "ComboConfig"), "medbert+clinicalbert": ("combos", "ComboConfig"),
+    "medm-plm": ("medm_plm_heads", "MedMPLMHeadConfig"), "medm-plm-cross_modal": ("medm_plm_heads", "MedMPLMHeadConfig"),
+}
+
+
+def _model_names() -> list[str]:
+    from medmm.models import downstream  # the registry, looked up at call time
+
+    return list(downstream.MODELS)
+
+
+def override_fields(model: str) -> list[str] | None:
+    """The `model_overrides.<model>` keys that `model`'s builder accepts (None: not known here)."""
+    if model not in _OVERRIDE_CONFIGS:
+        return None
+    module, name = _OVERRIDE_CONFIGS[model]
+    cls = getattr(importlib.import_module(f"medmm.models.baselines.{module}"), name)
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+@functools.cache
+def selection_metrics(task: str) -> tuple[str, ...]:
+    """The validation metrics `task` logs every epoch (`_val_metrics`): the choices of
+    `selection_metric[task]`. Read off a two-sample evaluation, so the list cannot drift."""
+    if task == "readmission":
+        spec, y, p = TaskSpec(task, "binary", 1, ["y"]), np.array([0.0, 1.0]), np.array([0.3, 0.6])
+    else:
+        spec = TaskSpec(task, "multilabel", 2, ["a", "b"])
+        y, p = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.3, 0.6], [0.6, 0.3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tuple(sorted(_val_metrics(spec, y, p)))
+
+
+def _unknown(kind: str, name: str, key: str, valid: list[str]) -> ValueError:
+    return ValueError(f"{key}: unknown {kind} {name!r}; valid: {', '.join(valid)}{did_you_mean(name, valid)}")
+
+
+def check_finetune_config(cfg: FinetuneConfig) -> None:
+    """Raise ValueError for any key of `lr`, `selection_metric` or `model_overrides` that no run
+    would read, and for a reserved `train` key that does not hold its default (module docstring)."""
+    models, tasks = _model_names(), list(TASK_NAMES)
+    for model, rate in cfg.lr.items():
+        if model not in models:
+            raise _unknown("model", model, "finetune.lr", models)
+        for task, r in (rate.items() if isinstance(rate, dict) else [(None, rate)]):
+            key = f"finetune.lr.{model}" + (f".{task}" if task is not None else "")
+            if task is not None and task not in tasks:
+                raise _unknown("task", task, f"finetune.lr.{model}", tasks)
+            if not (isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0):
+                raise ValueError(f"{key}: a learning rate must be a number > 0, got {r!r}")
+    for task, metric in cfg.selection_metric.items():
+        if task not in tasks:
+            raise _unknown("task", task, "finetune.selection_metric", tasks)
+        valid = list(selection_metrics(task))
+        if metric not in valid:
+            raise _unknown(f"validation metric of {task}", metric, f"finetune.selection_metric.{task}", valid)
+    for model, kwargs in cfg.model_overrides.items():
+        if model not in models:
+            raise _unknown("model", model, "finetune.model_overrides", models)
+        accepted = override_fields(model)
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"finetune.model_overrides.{model}: expected a mapping of {model}'s config keys, "
+                             f"got {type(kwargs).__name__} ({kwargs!r})")
+        for kw in kwargs if accepted is not None else ():
+            if kw not in accepted:
+                raise _unknown(f"option of model {model!r}", kw, f"finetune.model_overrides.{model}",
+                               sorted(accepted))
+    default = _default_train()
+    for path, why in FinetuneConfig.__config_reserved__.items():
+        name = path.split(".", 1)[1]
+        if getattr(cfg.train, name) != getattr(default, name):
+            raise ValueError(f"finetune.{path} = {getattr(cfg.train, name)!r} would be ignored: {why}")
+
+
+def model_lr(cfg: FinetuneConfig, model: str, task: str) -> float:
+    """The learning rate of `model` on `task`: `cfg.lr`'s entry, else `DEFAULT_LR`'s."""
+    for table in (cfg.lr, DEFAULT_LR):
+        rate = table.get(model)
+        if isinstance(rate, dict):
+            rate = rate.get(task)
+        if rate is not None:
+            return float(rate)
+    raise KeyError(f"no learning rate for model {model!r} on task {task!r}: set finetune.lr.{model}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,13 +321,13 @@ def predict(model: nn.Module, ds: TaskDataset, collate: Collator, batch_size: in
     """Sigmoid scores (N,) or (N, K) of `ds` in order; plus the per-sample rows of output `keys`."""
     was_training = model.training
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     probs, extra = [], {k: [] for k in keys}
     try:
         for i in range(0, len(ds), batch_size):
             batch = collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
             batch.pop("labels")  # predictions never see the labels
-            out = model({k: v.to(device) for k, v in batch.items()})
+            out = model(to_device(batch, device))
             probs.append(torch.sigmoid(out["logits"].float()).cpu().numpy())
             for k in keys:
                 if k in out:
@@ -229,6 +374,7 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
                  keep_model: bool = False) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
     """`finetune` that can reuse a prepared `TaskData` and hand back the fine-tuned model."""
     cfg = cfg or FinetuneConfig()
+    check_finetune_config(cfg)  # again: a config's fields may have been changed since it was built
     out = Path(out_dir)
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -243,11 +389,12 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
 
 
 def resolved_train_config(model_name: str, task: str, cfg: FinetuneConfig, seed: int) -> TrainConfig:
-    """The loop's config of one run: `cfg.train` with the run's seed, the model's learning rate and
-    the task's selection metric for early stopping."""
-    return dataclasses.replace(cfg.train, seed=seed, lr=cfg.lr.get(model_name, cfg.train.lr),
-                               early_stopping_metric=cfg.selection_metric.get(task, PRIMARY),
-                               early_stopping_mode="max")
+    """The loop's config of one run: `cfg.train` with the run's seed, the model's learning rate on
+    this task (`model_lr`) and the task's selection metric for early stopping."""
+    selection = cfg.selection_metric.get(task, PRIMARY)
+    return dataclasses.replace(cfg.train, seed=seed, lr=model_lr(cfg, model_name, task),
+                               early_stopping_metric=selection,
+                               early_stopping_mode="min" if selection in MINIMISED else "max")
 
 
 def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: Path, seed: int,
@@ -271,11 +418,12 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
         return _val_metrics(spec, y_val, p)
 
     run_config = {"model": model_name, "task": spec.name, "seed": seed, "train_fraction": train_fraction,
-                  "finetune": dataclasses.asdict(dataclasses.replace(cfg, train=tcfg))}
+                  "finetune": {**dataclasses.asdict(cfg), "train": dataclasses.asdict(tcfg)}}
     fit = Trainer(model, train_ds, tcfg, out / "train", collate_fn=collate, evaluate=evaluate,
                   run_config=run_config).fit(overwrite=True)
     # The loop has restored the best validation checkpoint; the test split is scored once.
     p_test, _ = predict(model, test_ds, collate, cfg.eval_batch_size)
+    epochs = training_epochs(fit, tcfg, len(train_ds))
     metrics = task_metrics(spec, test_ds.labels, p_test)
     _save_predictions(out / "predictions.parquet", test_ds, p_test)
     if not cfg.keep_checkpoints:
@@ -283,7 +431,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
     result = {
         "model": model_name, "task": spec.name, "seed": seed, "train_fraction": train_fraction,
         "metrics": metrics, "selection_metric": selection, "best_val": fit.best_metrics,
-        "best_step": fit.best_step, "steps": fit.global_step, "epochs": fit.epoch, "stopped_early": fit.stopped_early,
+        "best_step": fit.best_step, "steps": fit.global_step, **epochs, "stopped_early": fit.stopped_early,
         "n_train": len(train_ds), "n_val": len(val_ds), "n_test": len(test_ds), "num_labels": spec.num_labels,
         "lr": tcfg.lr, "train_time_s": fit.wall_time_s, "wall_time_s": round(time.perf_counter() - t0, 3),
         # CPU seconds of this process (all its threads): the cost on a machine shared with other jobs
@@ -292,6 +440,24 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
     }
     atomic_write_text(out / "result.json", json.dumps(_jsonable(result), indent=2) + "\n")
     return result, (model if keep_model else None), td
+
+
+def training_epochs(fit: Any, tcfg: TrainConfig, n_train: int) -> dict[str, Any]:
+    """How long a run trained, in epochs: `best_epoch` (of the restored weights), `epochs_run`,
+    `epoch_cap` (`train.epochs`, or `max_steps` in epochs) and `peaked_at_cap`: the budget ran out
+    (no early stop) and the last evaluation was the best -- the run may be under-trained."""
+    spe = EpochSampler(n_train, tcfg.batch_size, drop_last=tcfg.drop_last).steps_per_epoch
+    cap_steps = tcfg.max_steps if tcfg.max_steps is not None else tcfg.epochs * spe
+
+    def epochs(steps: int | None) -> int | float | None:
+        if steps is None:
+            return None
+        return steps // spe if steps % spe == 0 else round(steps / spe, 4)
+
+    peaked = (not fit.stopped_early and fit.best_step is not None and fit.global_step >= cap_steps
+              and fit.best_step == fit.global_step)
+    return {"best_epoch": epochs(fit.best_step), "epochs_run": epochs(fit.global_step),
+            "epoch_cap": epochs(cap_steps), "patience": tcfg.early_stopping_patience, "peaked_at_cap": peaked}
 
 
 def finetune(model_name: str, task: str, data: str | Path | pl.DataFrame, assets: Any,
@@ -324,4 +490,5 @@ def _jsonable(x: Any) -> Any:
 
 
 __all__ = ["FinetuneConfig", "TaskData", "finetune", "run_finetune", "prepare_task", "task_samples",
-           "load_records", "task_metrics", "predict", "train_subset", "resolved_train_config"]
+           "load_records", "task_metrics", "predict", "train_subset", "resolved_train_config", "DEFAULT_LR",
+           "check_finetune_config", "model_lr", "selection_metrics", "override_fields", "training_epochs"]

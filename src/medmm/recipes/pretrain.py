@@ -1,20 +1,38 @@
-"""Pre-training recipes: text-tower MLM (the ClinicalBERT stand-in) and MedM-PLM (T2C + C2C).
+"""Pre-training recipes: text-tower MLM (the ClinicalBERT stand-in), MedM-PLM (T2C + C2C) and
+G-BERT (code-only self- and dual-prediction, the Table III baseline's pre-training).
 
     medmm pretrain text-mlm  --data DATASET --out RUN [--config FILE] [key=value ...]
     medmm pretrain medm-plm  --data DATASET --out RUN [--config FILE] [key=value ...] [--resume]
+    medmm pretrain gbert     --data DATASET --out RUN [--config FILE] [key=value ...] [--resume]
 
 Pre-training data (MedM-PLM §III-C): every visit with a discharge summary and at least one
 code is a single-visit record. Patients come from the split owned by `medmm.tasks.splits`:
 the `train` patients pre-train, the `val` patients validate, and the `test` patients -- held
-out by every downstream task -- never appear here.
+out by every downstream task -- never appear here. G-BERT pre-trains on the same visits (their
+codes only), with the same vocabulary rule, so its tower loads into the experiment beside
+MedM-PLM's (`Assets.gbert_path`; the vocabularies must be the same lists).
+
+Both masked-code recipes validate alike (`MaskedCodeValidation`): fixed masks on the validation
+visits, the mean of every `loss_*`, and the masked-code top-5 of each prediction side against
+the frequency baseline's on the same masks.
+
+Training masks (`_MaskingCollate`) are drawn per visit from a generator seeded by (train.seed,
+epoch, the visit's index in the training set): new masks every epoch, the same ones however the
+epoch is split into ranks, micro-batches or resumed runs. With `torchrun` each rank trains on its
+shard; rank 0 alone writes out/model, recipe.yaml and pretrain_summary.json (the other ranks wait
+for it and return its summary). A MedM-PLM or text-MLM loss is a mean over masked tokens, so the
+loop is given the token count (`loss_weight`): a step's gradient is the mean over the global
+batch's masked tokens, on any number of ranks (`medmm.train.loop`, "Data parallelism").
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +43,7 @@ from torch.utils.data import Dataset
 
 from medmm.config import load_config, save_config
 from medmm.data.schema import load_dataset
+from medmm.models.baselines.gbert import GBertForPretraining, GBertPretrainConfig
 from medmm.models.code_encoder import MASK_ID, CodeEncoderConfig
 from medmm.models.medm_plm import MedMPLMConfig, MedMPLMForPretraining
 from medmm.models.pretrained import save_pretrained
@@ -36,8 +55,10 @@ from medmm.ontology.atc import atc_tree
 from medmm.ontology.icd9 import icd9_dx_subtree
 from medmm.tasks.splits import with_split
 from medmm.tasks.visits import visit_records
+from medmm.train import distributed as D
 from medmm.train.checkpoint import seed_everything
-from medmm.train.loop import Trainer, TrainConfig
+from medmm.train.device import model_device, to_device
+from medmm.train.loop import FitResult, Trainer, TrainConfig
 
 # ----------------------------------------------------------------------------- configs
 
@@ -89,6 +110,24 @@ class MedMPLMRecipe:
         early_stopping_patience=2, early_stopping_metric="loss", log_every=10))
 
 
+@dataclass
+class GBertRecipe:
+    """G-BERT's code-only pre-training (`models.baselines.gbert.GBertForPretraining`).
+
+    `data` as for MedM-PLM (its `max_text_len` is unused: no text). Defaults are the demo's: the
+    code tower sized as MedM-PLM's, so Table III compares pre-training, not capacity. G-BERT's own
+    settings (4 heads, dropout 0.4, batch 64, 10 epochs): configs/gbert_paper.yaml.
+    """
+
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    code: CodeTowerRecipe = field(default_factory=CodeTowerRecipe)
+    dropout: float = 0.1  # of the prediction heads (the tower's is code.dropout)
+    mask_prob: float = 0.15
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=8, batch_size=32, lr=5e-4, optimizer="adam", eval_every="epoch",
+        early_stopping_patience=2, early_stopping_metric="loss", log_every=10))
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -98,6 +137,14 @@ def pretraining_visits(data_dir: str | Path, split_seed: int) -> pl.DataFrame:
     recs = recs.filter(pl.col("text").is_not_null() & ((pl.col("dx").list.len() + pl.col("med").list.len()) > 0))
     recs = with_split(recs, seed=split_seed)
     return recs.filter(pl.col("split") != "test")
+
+
+def split_visits(data_dir: str | Path, data: PretrainDataConfig
+                 ) -> tuple[pl.DataFrame, pl.DataFrame, list[str], list[str]]:
+    """Train and validation visits and the code vocabularies built from the training ones."""
+    visits = pretraining_visits(data_dir, data.split_seed)
+    train, val = visits.filter(pl.col("split") == "train"), visits.filter(pl.col("split") == "val")
+    return (train, val, *code_vocabularies(train, data.min_code_count))
 
 
 def code_vocabularies(train: pl.DataFrame, min_count: int) -> tuple[list[str], list[str]]:
@@ -117,7 +164,8 @@ def code_encoder_config(dx_vocab: list[str], med_vocab: list[str], r: CodeTowerR
 
 
 class VisitDataset(Dataset):
-    """Pre-tokenised visits: note token ids and code token ids (lists of ints)."""
+    """Pre-tokenised visits: note token ids and code token ids (lists of ints), and the visit's
+    index (which seeds its training masks)."""
 
     def __init__(self, text_ids: list[list[int]], code_ids: list[list[int]]):
         assert len(text_ids) == len(code_ids)
@@ -126,15 +174,21 @@ class VisitDataset(Dataset):
     def __len__(self) -> int:
         return len(self.text_ids)
 
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return {"input_ids": self.text_ids[i], "code_ids": self.code_ids[i]}
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.text_ids[i], "code_ids": self.code_ids[i], "index": i}
 
 
-def pad(seqs: list[list[int]], pad_id: int = 0) -> torch.Tensor:
+def pad(seqs: list[list[int]] | list[torch.Tensor], pad_id: int = 0) -> torch.Tensor:
+    """(B, L_max) long tensor of the sequences (lists or 1-d tensors), right-padded with pad_id."""
     out = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
     return out
+
+
+def encode_codes(df: pl.DataFrame, code_cfg: CodeEncoderConfig) -> list[list[int]]:
+    """Each visit's `[CLS] dx.. med..` ids."""
+    return [code_cfg.encode(dx, med) for dx, med in zip(df["dx"].to_list(), df["med"].to_list())]
 
 
 def collate_visits(samples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -155,22 +209,54 @@ def _tokenize(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
 # ----------------------------------------------------------------------------- text MLM
 
 
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A CPU generator seeded by (seed, epoch, sample index) alone: a sample's draws do not depend
+    on the rank, the batch or anything drawn before them."""
+    digest = hashlib.blake2b(f"{seed},{epoch},{index}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+
+
 class _MaskingCollate:
-    """Pads, then masks with the GLOBAL torch RNG (saved in checkpoints, so resume is exact)."""
+    """Masks each sample with its own `sample_generator(seed, epoch, sample["index"])`, then pads.
 
-    def __init__(self, model: TextMLM | MedMPLMForPretraining, tokenizer=None, prob: float = 0.15):
-        self.model, self.tokenizer, self.prob = model, tokenizer, prob
+    Masks change every epoch (the loop calls `set_epoch`) and are the same on any number of ranks
+    or micro-batches, after a resume, and in DataLoader workers; the global RNG is not touched.
+    `prob` is the text MLM's rate; the code models mask at their own config's `mask_prob`.
+    """
 
-    def __call__(self, samples):
+    def __init__(self, model: TextMLM | MedMPLMForPretraining | GBertForPretraining, tokenizer=None,
+                 prob: float = 0.15, seed: int = 0):
+        self.model, self.tokenizer, self.prob, self.seed = model, tokenizer, prob, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if any("index" not in s for s in samples):
+            raise KeyError("masking needs each sample's 'index' (VisitDataset / _Column items carry it)")
+        gens = [sample_generator(self.seed, self.epoch, s["index"]) for s in samples]
         batch = collate_visits(samples)
         if isinstance(self.model, TextMLM):
-            m = self.model.mask(batch["input_ids"], self.tokenizer, prob=self.prob)
-            return {"input_ids": m.input_ids, "attention_mask": batch["attention_mask"], "labels": m.labels}
-        return self.model.mask(batch)
+            ms = [self.model.mask(torch.tensor([s["input_ids"]]), self.tokenizer, prob=self.prob, generator=g)
+                  for s, g in zip(samples, gens)]
+            return {"input_ids": pad([m.input_ids[0] for m in ms]), "attention_mask": batch["attention_mask"],
+                    "labels": pad([m.labels[0] for m in ms], pad_id=-100)}
+        ms = [self.model.mask({"code_ids": torch.tensor([s["code_ids"]])}, generator=g) for s, g in zip(samples, gens)]
+        return {**batch, "code_ids": pad([m["code_ids"][0] for m in ms]),
+                "code_labels": pad([m["code_labels"][0] for m in ms], pad_id=-100)}
+
+
+def masked_token_count(key: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """`loss_weight` of a loss that is the mean over the masked positions of `batch[key]`."""
+    def count(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (batch[key] != -100).sum()
+    return count
 
 
 def _fixed_eval_batches(ds: Dataset, collate, batch_size: int, seed: int = 1234) -> list[dict]:
-    """Validation batches masked once with a fixed seed, so every evaluation sees the same masks."""
+    """Validation batches masked once with a fixed seed, so every evaluation sees the same masks
+    (a collate that draws from the global RNG gets it seeded; `_MaskingCollate` has its own seed)."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -194,39 +280,49 @@ def pretrain_text_mlm(data_dir: str | Path, out_dir: str | Path, cfg: TextMLMRec
         cfg.text.vocab_size = len(tokenizer)
     seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = TextMLM(cfg.text)
-    text_train = _TextOnly(_tokenize(tokenizer, train["text"].to_list(), cfg.data.max_text_len))
-    text_val = _TextOnly(_tokenize(tokenizer, val["text"].to_list(), cfg.data.max_text_len))
-    collate = _MaskingCollate(model, tokenizer, cfg.mlm_prob)
-    val_batches = _fixed_eval_batches(text_val, collate, cfg.train.batch_size)
+    text_train = _Column("input_ids", _tokenize(tokenizer, train["text"].to_list(), cfg.data.max_text_len))
+    text_val = _Column("input_ids", _tokenize(tokenizer, val["text"].to_list(), cfg.data.max_text_len))
+    collate = _MaskingCollate(model, tokenizer, cfg.mlm_prob, seed=cfg.train.seed)
+    val_batches = _fixed_eval_batches(text_val, _MaskingCollate(model, tokenizer, cfg.mlm_prob, seed=1234),
+                                      cfg.train.batch_size)
 
     def evaluate(m: TextMLM) -> dict[str, float]:
         tot, n = 0.0, 0
+        device = model_device(m)
         for b in val_batches:
             k = int((b["labels"] != -100).sum())
-            tot += float(m(**b)["loss"]) * k
+            tot += float(m(**to_device(b, device))["loss"]) * k
             n += k
         loss = tot / max(n, 1)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50))}
 
-    result = Trainer(_KwargsAdapter(model), text_train, cfg.train, out, collate_fn=collate,
-                     evaluate=lambda m: evaluate(m.inner), run_config=cfg).fit(resume=resume, overwrite=not resume)
-    save_pretrained(model, out / "text", tokenizer=tokenizer)
-    summary = {"train_visits": train.height, "val_visits": val.height, "vocab_size": len(tokenizer),
-               "best_val": result.best_metrics, "steps": result.global_step, "wall_time_s": result.wall_time_s,
-               "text_dir": str(out / "text")}
-    (out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    with D.distributed_session(device=cfg.train.device):
+        result = Trainer(_KwargsAdapter(model), text_train, cfg.train, out, collate_fn=collate,
+                         evaluate=lambda m: evaluate(m.inner), run_config=cfg,
+                         loss_weight=masked_token_count("labels")).fit(resume=resume, overwrite=not resume)
+
+        def export() -> dict[str, Any]:
+            save_pretrained(model, out / "text", tokenizer=tokenizer)
+            summary = {"recipe": "text-mlm", "data": str(data_dir), "train_visits": train.height,
+                       "val_visits": val.height, "vocab_size": len(tokenizer), "best_val": result.best_metrics,
+                       "steps": result.global_step, "wall_time_s": result.wall_time_s, "text_dir": str(out / "text")}
+            (out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
+            return summary
+
+        return D.on_main(export)
 
 
-class _TextOnly(Dataset):
-    def __init__(self, ids: list[list[int]]):
-        self.ids = ids
+class _Column(Dataset):
+    """One pre-tokenised field per sample: {key: ids[i]} (notes for text-mlm, codes for gbert)."""
+
+    def __init__(self, key: str, ids: list[list[int]]):
+        self.key, self.ids = key, ids
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return {"input_ids": self.ids[i]}
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {self.key: self.ids[i], "index": i}
 
 
 class _KwargsAdapter(torch.nn.Module):
@@ -259,74 +355,153 @@ def pretrain_medm_plm(data_dir: str | Path, out_dir: str | Path, cfg: MedMPLMRec
     `stop_after` interrupts at that global step as a pre-emption would (checkpoint `last`
     written, no model exported); `resume=True` continues exactly from it.
     """
-    out = Path(out_dir)
     t0 = time.perf_counter()
-    visits = pretraining_visits(data_dir, cfg.data.split_seed)
-    train, val = visits.filter(pl.col("split") == "train"), visits.filter(pl.col("split") == "val")
-    dx_vocab, med_vocab = code_vocabularies(train, cfg.data.min_code_count)
+    train, val, dx_vocab, med_vocab = split_visits(data_dir, cfg.data)
     seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = build_medm_plm(cfg, dx_vocab, med_vocab)
     tokenizer = load_tokenizer(cfg.text.pretrained_path)
-    code_cfg = model.config.code
 
     def mk(df: pl.DataFrame) -> VisitDataset:
-        codes = [code_cfg.encode(dx, med) for dx, med in zip(df["dx"].to_list(), df["med"].to_list())]
-        return VisitDataset(_tokenize(tokenizer, df["text"].to_list(), cfg.data.max_text_len), codes)
+        return VisitDataset(_tokenize(tokenizer, df["text"].to_list(), cfg.data.max_text_len),
+                            encode_codes(df, model.config.code))
 
-    train_ds, val_ds = mk(train), mk(val)
-    collate = _MaskingCollate(model)
-    lo, n_codes = code_cfg.dx_range[0], code_cfg.num_codes
+    return _pretrain_masked_codes("medm-plm", data_dir, model, model.config.code, mk(train), mk(val), ("t2c", "c2c"),
+                                  cfg, Path(out_dir), resume, stop_after, t0,
+                                  export=lambda d: save_pretrained(model.model, d, tokenizer=tokenizer))
 
-    def eval_collate(samples):
-        # Validation masks: every picked code becomes [MASK] (no 10% kept / 10% random, which
-        # would leave the answer visible) and every visit has at least one masked code.
+
+# ----------------------------------------------------------------------------- G-BERT
+
+
+def build_gbert(cfg: GBertRecipe, dx_vocab: list[str], med_vocab: list[str]) -> GBertForPretraining:
+    return GBertForPretraining(GBertPretrainConfig(code=code_encoder_config(dx_vocab, med_vocab, cfg.code),
+                                                   dropout=cfg.dropout, mask_prob=cfg.mask_prob))
+
+
+def pretrain_gbert(data_dir: str | Path, out_dir: str | Path, cfg: GBertRecipe,
+                   resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    """G-BERT's pre-training, L = L_se + L_du (`GBertForPretraining`), on MedM-PLM's pre-training
+    visits; save the code tower to out/model (a "medmm-code-encoder" directory: the experiment's
+    `--gbert`, `Assets.gbert_path`). `stop_after` / `resume` as for `pretrain_medm_plm`.
+    """
+    t0 = time.perf_counter()
+    train, val, dx_vocab, med_vocab = split_visits(data_dir, cfg.data)
+    seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
+    model = build_gbert(cfg, dx_vocab, med_vocab)
+    code_cfg = model.encoder.config
+    train_ds, val_ds = (_Column("code_ids", encode_codes(df, code_cfg)) for df in (train, val))
+    return _pretrain_masked_codes("gbert", data_dir, model, code_cfg, train_ds, val_ds, ("self", "dual"), cfg,
+                                  Path(out_dir), resume, stop_after, t0,
+                                  export=lambda d: save_pretrained(model.encoder, d))
+
+
+# ----------------------------------------------------------------------------- shared by both
+
+
+class _EvalMasking:
+    """Validation masks: every picked code becomes [MASK] (no 10% kept / 10% random, which would
+    leave the answer visible) and every visit has at least one masked code."""
+
+    def __init__(self, code_cfg: CodeEncoderConfig, prob: float):
+        self.ranges, self.prob = code_cfg.code_ranges(), prob
+
+    def __call__(self, samples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         batch = collate_visits(samples)
-        m = mask_codes(batch["code_ids"], code_cfg.code_ranges(), MASK_ID, prob=cfg.mask_prob,
-                       mask_frac=1.0, random_frac=0.0, min_one=True)
+        m = mask_codes(batch["code_ids"], self.ranges, MASK_ID, prob=self.prob, mask_frac=1.0, random_frac=0.0,
+                       min_one=True)
         return {**batch, "code_ids": m.input_ids, "code_labels": m.labels}
 
-    val_batches = _fixed_eval_batches(val_ds, eval_collate, cfg.train.batch_size)
-    counts = code_counts(train_ds, lo, n_codes)
-    baseline = sum(topk_unseen(counts.expand(b["code_ids"].shape[0], -1), b, lo)[0] for b in val_batches) / max(
-        sum(int((b["code_labels"] != -100).sum()) for b in val_batches), 1)
 
-    def evaluate(m: MedMPLMForPretraining) -> dict[str, float]:
-        sums = {"loss_t2c": 0.0, "loss_c2c": 0.0}
-        hits = {"t2c": 0, "c2c": 0}
-        n_masked = 0
-        for b in val_batches:
-            o = m(b)
+class MaskedCodeValidation:
+    """`evaluate(model)` of a masked-code pre-training (MedM-PLM, G-BERT).
+
+    Validation visits masked once (`_EvalMasking`, fixed seed): the same masks at every
+    evaluation, and -- the visits, vocabularies and seed being shared -- the same masks for
+    MedM-PLM and G-BERT. Each `loss_*` of the model's output is averaged over masked codes and
+    `loss` is their sum; `top5_<side>` ranks `logits_<side>` (B, n_codes) with `topk_unseen`; the
+    frequency baseline ranks the training counts the same way on the same masks.
+    """
+
+    def __init__(self, val_ds: Dataset, code_cfg: CodeEncoderConfig, counts: torch.Tensor, sides: tuple[str, ...],
+                 mask_prob: float, batch_size: int):
+        self.batches = _fixed_eval_batches(val_ds, _EvalMasking(code_cfg, mask_prob), batch_size)
+        self.offset, self.sides = code_cfg.dx_range[0], sides
+        self.n_masked = max(sum(int((b["code_labels"] != -100).sum()) for b in self.batches), 1)
+        self.baseline = sum(topk_unseen(counts.expand(b["code_ids"].shape[0], -1), b, self.offset)[0]
+                            for b in self.batches) / self.n_masked
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        hits = dict.fromkeys(self.sides, 0)
+        device = model_device(model)
+        for cpu_batch in self.batches:
+            b = to_device(cpu_batch, device)
+            o = model(b)
             k = int((b["code_labels"] != -100).sum())
-            for key in sums:
-                sums[key] += float(o[key]) * k
-            for side in hits:
-                hits[side] += topk_unseen(o[f"logits_{side}"], b, lo)[0]
-            n_masked += k
-        res = {k: v / max(n_masked, 1) for k, v in sums.items()}
-        res["loss"] = res["loss_t2c"] + res["loss_c2c"]
-        res.update({f"top5_{s}": hits[s] / max(n_masked, 1) for s in hits})
-        res["top5_frequency_baseline"] = baseline
+            for key, v in o.items():
+                if key.startswith("loss_"):
+                    sums[key] = sums.get(key, 0.0) + float(v) * k
+            for side in self.sides:
+                hits[side] += topk_unseen(o[f"logits_{side}"], b, self.offset)[0]
+        res = {k: v / self.n_masked for k, v in sums.items()}
+        res["loss"] = sum(res.values())
+        res.update({f"top5_{s}": hits[s] / self.n_masked for s in self.sides})
+        res["top5_frequency_baseline"] = self.baseline
         return res
 
-    result = Trainer(model, train_ds, cfg.train, out, collate_fn=collate, evaluate=evaluate,
-                     run_config=cfg).fit(resume=resume, overwrite=not resume, stop_after=stop_after)
-    if result.interrupted:
-        return {"interrupted_at_step": result.global_step}
-    save_pretrained(model.model, out / "model", tokenizer=tokenizer)
-    summary = {"train_visits": train.height, "val_visits": val.height, "dx_vocab": len(dx_vocab),
-               "med_vocab": len(med_vocab), "steps": result.global_step, "best_val": result.best_metrics,
-               "first_val": _first_eval(out), "top5_frequency_baseline": baseline,
-               "top5_note": "top-5 among codes not visible in the masked visit; val masks all [MASK]",
-               "wall_time_s": round(time.perf_counter() - t0, 1), "model_dir": str(out / "model")}
-    (out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+
+def _pretrain_masked_codes(recipe: str, data_dir: str | Path, model: torch.nn.Module, code_cfg: CodeEncoderConfig,
+                           train_ds: Dataset, val_ds: Dataset, sides: tuple[str, ...], cfg: MedMPLMRecipe | GBertRecipe,
+                           out: Path, resume: bool, stop_after: int | None, t0: float,
+                           export: Callable[[Path], Any]) -> dict[str, Any]:
+    """The Trainer loop (exact resume) with `MaskedCodeValidation`; then, on rank 0, `export(out/model)`
+    and out/pretrain_summary.json. Returns the summary (on every rank), or {"interrupted_at_step"}
+    at `stop_after`."""
+    counts = code_counts(train_ds, code_cfg.dx_range[0], code_cfg.num_codes)
+    evaluate = MaskedCodeValidation(val_ds, code_cfg, counts, sides, cfg.mask_prob, cfg.train.batch_size)
+    with D.distributed_session(device=cfg.train.device):
+        result: FitResult = Trainer(model, train_ds, cfg.train, out, evaluate=evaluate, run_config=cfg,
+                                    collate_fn=_MaskingCollate(model, seed=cfg.train.seed),  # model.mask: mask_prob
+                                    loss_weight=_loss_weight(model)).fit(resume=resume, overwrite=not resume,
+                                                                         stop_after=stop_after)
+        if result.interrupted:
+            return {"interrupted_at_step": result.global_step}
+
+        def finish() -> dict[str, Any]:
+            export(out / "model")
+            summary = {"recipe": recipe, "data": str(data_dir), "train_visits": len(train_ds),
+                       "val_visits": len(val_ds), "dx_vocab": len(code_cfg.dx_vocab),
+                       "med_vocab": len(code_cfg.med_vocab), "steps": result.global_step,
+                       "best_val": result.best_metrics,
+                       "first_val": _first_eval(out), "top5_frequency_baseline": evaluate.baseline,
+                       "top5_note": "top-5 among codes not visible in the masked visit; val masks all [MASK]",
+                       "wall_time_s": round(time.perf_counter() - t0, 1), "model_dir": str(out / "model")}
+            (out / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
+            return summary
+
+        return D.on_main(finish)
 
 
-def code_counts(train_ds: VisitDataset, offset: int, n_codes: int) -> torch.Tensor:
+def _loss_weight(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], Any] | None:
+    """How many terms the pre-training loss averages over in a batch (`Trainer(loss_weight=)`).
+
+    MedM-PLM "ce": L_T2C and L_C2C are both means over the batch's masked codes; "bce": both are
+    means over visits x codes, i.e. proportional to the visits. G-BERT: None -- its four BCE terms
+    average over different subsets of visits (those with both systems), so no one count makes its
+    sum a sum over terms; under DDP or accumulation its step is the mean of per-shard losses.
+    """
+    if isinstance(model, MedMPLMForPretraining):
+        if model.config.objective == "ce":
+            return masked_token_count("code_labels")
+        return lambda batch: batch["code_ids"].shape[0]
+    return None
+
+
+def code_counts(train_ds: Dataset, offset: int, n_codes: int) -> torch.Tensor:
     """How often each code occurs among the training visits: the frequency baseline's scores."""
     counts = torch.zeros(n_codes)
-    for ids in train_ds.code_ids:
-        for t in ids:
+    for i in range(len(train_ds)):
+        for t in train_ds[i]["code_ids"]:
             if offset <= t < offset + n_codes:
                 counts[t - offset] += 1
     return counts
@@ -342,7 +517,7 @@ def topk_unseen(logits: torch.Tensor, batch: dict[str, torch.Tensor], offset: in
     ids = batch["code_ids"]
     visible = (ids >= offset) & (ids < offset + logits.shape[1])
     scores = logits.clone().float()
-    rows = torch.arange(ids.shape[0])[:, None].expand_as(ids)[visible]
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)[visible]
     scores[rows, ids[visible] - offset] = float("-inf")
     return masked_code_topk(scores, batch["code_labels"], offset, k=k)
 
@@ -355,10 +530,48 @@ def _first_eval(out: Path) -> dict[str, float]:
     return {}
 
 
+# ----------------------------------------------------------------------------- provenance
+
+
+def run_summary(model_dir: str | Path | None) -> dict[str, Any] | None:
+    """The `pretrain_summary.json` of the run that wrote `model_dir` (RUN/model, RUN/text), if any."""
+    if model_dir is None:
+        return None
+    f = Path(model_dir).parent / "pretrain_summary.json"
+    try:
+        return json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def pretraining_note(assets: Any) -> str:
+    """Which towers of an experiment were pre-trained, by which recipe, on how many visits: one
+    Markdown paragraph for the report (from `Assets` paths and the summaries beside them)."""
+    def by(path: Any, recipe: str, what: str, objective: str) -> str:
+        s = run_summary(path)
+        if s is None or s.get("recipe") != recipe:
+            return f"`{path}` (not written by `medmm pretrain {recipe}`: no pre-training record beside it)"
+        return (f"{what} pre-trained by `medmm pretrain {recipe}` ({objective}) on {s['train_visits']:,} training "
+                f"visits of `{s.get('data', '?')}`, `{path}`")
+
+    if assets.gbert_path is None:
+        gbert = ("**not pre-trained**: no G-BERT checkpoint was given (`--gbert`, `medmm pretrain gbert`), so the "
+                 "code tower of the G-BERT rows starts from random weights, unlike the paper's G-BERT")
+    else:
+        gbert = by(assets.gbert_path, "gbert", "code tower", "self- and dual-prediction")
+    plm = by(assets.medm_plm_path, "medm-plm", "code tower, cross-modal module and text tower (from its BERT start)",
+             "Text-to-Code + Code-to-Code")
+    text = ("none given" if assets.text_path is None else
+            by(assets.text_path, "text-mlm", "text tower", "masked language modelling of the notes"))
+    return (f"Pre-trained towers. G-BERT (alone and in G-BERT+ClinicalBERT): {gbert}. MedM-PLM (and "
+            f"MedM-PLM-cross_modal): {plm}. ClinicalBERT (alone and in the +ClinicalBERT rows): {text}.")
+
+
 # ----------------------------------------------------------------------------- CLI glue
 
 
-RECIPES = {"text-mlm": (TextMLMRecipe, pretrain_text_mlm), "medm-plm": (MedMPLMRecipe, pretrain_medm_plm)}
+RECIPES = {"text-mlm": (TextMLMRecipe, pretrain_text_mlm), "medm-plm": (MedMPLMRecipe, pretrain_medm_plm),
+           "gbert": (GBertRecipe, pretrain_gbert)}
 
 
 def run(kind: str, data_dir: str, out_dir: str, config: str | None, overrides: list[str],
@@ -367,6 +580,12 @@ def run(kind: str, data_dir: str, out_dir: str, config: str | None, overrides: l
         raise KeyError(f"unknown pre-training recipe {kind!r}; choose from {sorted(RECIPES)}")
     cls, fn = RECIPES[kind]
     cfg = load_config(config, overrides, cls)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    save_config(cfg, Path(out_dir) / "recipe.yaml")
-    return fn(data_dir, out_dir, cfg, resume=resume)
+    # Under torchrun the process group lives for the whole recipe, so that rank 0 alone writes
+    # recipe.yaml (here), the exported model and the summary (in `fn`) while the others wait.
+    with D.distributed_session(device=cfg.train.device):
+        def write_recipe() -> None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            save_config(cfg, Path(out_dir) / "recipe.yaml")
+
+        D.on_main(write_recipe)
+        return fn(data_dir, out_dir, cfg, resume=resume)

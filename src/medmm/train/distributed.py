@@ -4,6 +4,10 @@
 MASTER_ADDR / MASTER_PORT in each process; `setup_distributed()` reads them and joins the group
 (NCCL on GPU, gloo on CPU). Without those variables everything here is a no-op and the training
 loop runs as one process, so the same code serves a laptop and a multi-node job.
+
+What a run writes outside the loop (an exported model, a recipe's config and summary) is written
+by rank 0 alone: `on_main(fn)` calls `fn` on rank 0 while the other ranks wait for it, and hands
+every rank its result, so they return the same object without writing anything.
 """
 
 from __future__ import annotations
@@ -11,16 +15,19 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+T = TypeVar("T")
+
 __all__ = [
     "DistInfo", "setup_distributed", "cleanup", "distributed_session", "is_distributed", "is_main_process",
     "rank", "world_size", "local_rank", "barrier", "all_reduce_mean", "broadcast_object", "all_gather_object",
+    "on_main",
 ]
 
 
@@ -103,7 +110,11 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank: the process group's, else torchrun's RANK (before the group is set up
+    or after it is destroyed), else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _env_int("RANK", 0)
 
 
 def world_size() -> int:
@@ -115,7 +126,8 @@ def local_rank() -> int:
 
 
 def is_main_process() -> bool:
-    """Rank 0 (or a single process): the one that writes checkpoints, metrics and progress bars."""
+    """Rank 0 (or a single process): the one that writes checkpoints, metrics, progress bars and
+    what a command prints."""
     return rank() == 0
 
 
@@ -148,3 +160,24 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` on rank 0 only; every rank returns its result.
+
+    The other ranks wait (in a broadcast, a barrier) until rank 0 is done, then get a copy of its
+    result. If `fn` raises on rank 0 the others raise too, instead of waiting forever.
+    """
+    if not is_distributed():
+        return fn(*args, **kwargs)
+    if is_main_process():
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            broadcast_object(("error", f"{type(e).__name__}: {e}"))
+            raise
+        return broadcast_object(("ok", result))[1]
+    status, value = broadcast_object(None)
+    if status == "error":
+        raise RuntimeError(f"rank 0 failed: {value}")
+    return value

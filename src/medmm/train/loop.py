@@ -4,7 +4,13 @@ The loop knows nothing about models, tasks or objectives. It is given
 
 * a model: an `nn.Module` whose `forward(batch)` returns a dict holding a scalar "loss" (the
   quantity minimised) and optionally other scalar named losses, which are logged;
-* a map-style train `Dataset` and the `collate_fn` that turns a list of its samples into a batch;
+* a map-style train `Dataset` and the `collate_fn` that turns a list of its samples into a batch
+  (on the CPU; the loop moves it to the model's device with `medmm.train.device.to_device`);
+  a collate_fn with a `set_epoch(epoch)` method is told each epoch before it runs, as the sampler is;
+* optionally `loss_weight(batch)`: how many terms the model's "loss" averages over in that batch
+  (masked tokens, say). Then a step's gradient is the mean over every term of the global batch,
+  summed over micro-batches and ranks, instead of the mean of the per-micro-batch means; the two
+  differ when micro-batches hold different numbers of terms (see "Data parallelism" below);
 * optionally `evaluate(model) -> {name: float}`, called with the unwrapped model in eval mode
   under `torch.no_grad()`; its `early_stopping_metric` drives early stopping and `best/`;
 * a `TrainConfig` and an output directory.
@@ -24,10 +30,33 @@ other source of randomness (dropout, random masking in a collate_fn) draws from 
 torch / numpy / python generators, whose states are saved with each checkpoint and restored,
 and evaluation runs between a save and a restore of those states so that it never shifts the
 training stream. The DataLoader gets its own generator, so creating an iterator consumes no
-global randomness. With `deterministic=True`, num_workers=0 and the same world size, N steps,
+global randomness. With `deterministic: strict`, num_workers=0 and the same world size, N steps,
 an interruption, and a resumed run give bitwise the same weights as one uninterrupted run.
 (With num_workers > 0 a random collate_fn runs in workers seeded per epoch; a mid-epoch resume
-then reproduces the data order but not those workers' draws.)
+then reproduces the data order but not those workers' draws -- unless, like the pre-training
+masking collate, it draws from generators seeded by (seed, epoch, sample index).)
+
+Determinism (`TrainConfig.deterministic`), in force during `fit` and restored afterwards:
+
+    strict (default; `true` in older configs)  torch.use_deterministic_algorithms(True): an op with
+            no deterministic kernel raises. On CUDA also CUBLAS_WORKSPACE_CONFIG=:4096:8 (set, unless
+            the environment already sets it, before the loop touches CUDA; cuBLAS reads it once per
+            process, so a process that ran cuBLAS before `fit` must export it itself), cuDNN
+            deterministic and no cuDNN benchmarking.
+    warn    the same, but such an op only warns (warn_only=True): it runs, and bitwise exact resume
+            is then not guaranteed. The explicit choice for a model that needs such an op.
+    off     (`false`) torch's defaults.
+
+Data parallelism (`torchrun`, see `medmm.train.distributed`): rank r takes every world_size-th
+sample of the epoch's order and DDP averages the ranks' gradients, so with equal-sized shards and
+a per-sample mean loss a step equals one process's step over the same global batch. A loss that
+is a mean over tokens (masked codes, say) is a mean over each rank's tokens; DDP then averages
+those means, weighting ranks equally however many tokens each holds. Give `loss_weight` and the
+loop instead back-propagates each micro-batch's loss times its token count, all-reduces the
+step's total count and scales the gradients by world_size / total (as torchtune does): the
+gradient of the mean over the global batch's tokens, whatever the split. The logged losses are
+weighted the same way. Dropout and any other draw from the global generators differ per rank
+(rank r is seeded with seed + r), so only a run without them can match one process exactly.
 """
 
 from __future__ import annotations
@@ -61,10 +90,13 @@ from medmm.train.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
+from medmm.train.device import to_device
 
 __all__ = ["TrainConfig", "Trainer", "FitResult", "EpochSampler", "fit", "build_optimizer", "lr_lambda"]
 
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
+LossWeightFn = Callable[[Any], "int | float | torch.Tensor"]
+DETERMINISTIC_MODES = ("strict", "warn", "off")
 
 
 @dataclass
@@ -94,7 +126,8 @@ class TrainConfig:
     drop_last: bool = False  # drop the last incomplete global batch of each epoch
     num_workers: int = 0
     checkpoint_every: int | None = None  # steps between `last/` saves (it is saved every epoch end anyway)
-    deterministic: bool = True  # torch.use_deterministic_algorithms during fit
+    # strict | warn | off (module docstring); true / false, as older configs say, mean strict / off
+    deterministic: bool | Literal["strict", "warn", "off"] = "strict"
     log_every: int = 10  # steps between metrics.jsonl train records
     progress: bool = True  # tqdm bars (shown only on a TTY, on rank 0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -130,6 +163,11 @@ class TrainConfig:
             raise ValueError("warmup_steps and num_workers must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.deterministic is True or self.deterministic is False:
+            self.deterministic = "strict" if self.deterministic else "off"
+        if self.deterministic not in DETERMINISTIC_MODES:
+            raise ValueError(f"deterministic must be 'strict', 'warn' or 'off' (or true / false), "
+                             f"got {self.deterministic!r}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
@@ -257,16 +295,6 @@ def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and not isinstance(batch, str):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
 def _scalar_losses(out: Any, step: int) -> dict[str, torch.Tensor]:
     """The "loss" and the other scalar entries of a model output (non-scalar entries are features)."""
     if not isinstance(out, Mapping):
@@ -286,19 +314,29 @@ def _scalar_losses(out: Any, step: int) -> dict[str, torch.Tensor]:
     return scalars
 
 
+def _cublas_workspace(mode: str, device: str) -> None:
+    """Deterministic cuBLAS needs a fixed workspace, read when cuBLAS starts: set it before the
+    loop's first CUDA call (an explicit setting in the environment wins)."""
+    if mode != "off" and device != "cpu" and torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 @contextlib.contextmanager
-def _deterministic(enabled: bool, use_cuda: bool) -> Iterator[None]:
+def _deterministic(mode: str) -> Iterator[None]:
     prev_alg = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench, prev_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-    if enabled:
-        if use_cuda:
-            # Deterministic cuBLAS needs a fixed workspace; it must be set before the first cuBLAS call.
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if mode != "off":
+        torch.use_deterministic_algorithms(True, warn_only=mode == "warn")
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     try:
         yield
+    except RuntimeError as e:
+        if mode == "strict" and "does not have a deterministic implementation" in str(e):
+            raise RuntimeError(f"{e}\n\ntrain.deterministic is 'strict': set train.deterministic=warn to run "
+                               "this op with a warning instead (bitwise exact resume is then not "
+                               "guaranteed), or off") from e
+        raise
     finally:
         torch.use_deterministic_algorithms(prev_alg, warn_only=prev_warn)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = prev_bench, prev_det
@@ -321,7 +359,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
                  collate_fn: Callable[[list[Any]], Any] | None = None, evaluate: EvalFn | None = None,
-                 run_config: Any | None = None) -> None:
+                 run_config: Any | None = None, loss_weight: LossWeightFn | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not hasattr(train_dataset, "__len__") or not hasattr(train_dataset, "__getitem__"):
@@ -329,6 +367,7 @@ class Trainer:
         self.model, self.train_dataset, self.cfg = model, train_dataset, cfg
         self.out_dir = Path(out_dir)
         self.collate_fn, self.evaluate_fn, self.run_config = collate_fn, evaluate, run_config
+        self.loss_weight = loss_weight
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.last_dir, self.best_dir = self.ckpt_dir / "last", self.ckpt_dir / "best"
         self.metrics_path = self.out_dir / "metrics.jsonl"
@@ -344,9 +383,10 @@ class Trainer:
             continues as if never stopped.
         overwrite: start fresh even if out/ holds a previous run's checkpoints and metrics.
         """
+        _cublas_workspace(self.cfg.deterministic, self.cfg.device)
         info = D.setup_distributed(device=self.cfg.device)
         try:
-            with _deterministic(self.cfg.deterministic, info.device.type == "cuda"):
+            with _deterministic(self.cfg.deterministic):
                 return self._fit(info, resume, stop_after, overwrite)
         finally:
             if info.initialized_here:
@@ -460,6 +500,8 @@ class Trainer:
         while not self._done(total_steps) and not interrupted:
             epoch, start = st["epoch"], st["step_in_epoch"]
             sampler.set_epoch(epoch, skip_steps=start)
+            if hasattr(self.collate_fn, "set_epoch"):  # before iter(): workers get the collate_fn as it is then
+                self.collate_fn.set_epoch(epoch)
             loader_gen.manual_seed(cfg.seed + epoch)  # worker seeds for this epoch; untouched global RNG
             micro_total = math.ceil(sampler.rank_len / micro_bs)
             it = iter(loader)
@@ -520,17 +562,22 @@ class Trainer:
         return result
 
     def _train_step(self, it: Iterator[Any], n_micro: int, step: int) -> tuple[dict[str, torch.Tensor], Any]:
-        """One optimizer step over `n_micro` micro-batches (gradients averaged over them)."""
+        """One optimizer step over `n_micro` micro-batches: the gradient of the mean of their losses,
+        or -- with `loss_weight`, on more than one micro-batch or rank -- of the mean over all terms
+        of the global batch (each micro-batch's loss times its weight, gradients then scaled by
+        world_size / the step's total weight: DDP has already divided by world_size)."""
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
         ddp = self.train_model is not self.raw_model
+        weighted = self.loss_weight is not None and (self.world > 1 or n_micro > 1)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         for i in range(n_micro):
             try:
                 batch = next(it)
             except StopIteration:
                 raise RuntimeError(f"the data loader ran out at step {step} (micro-batch {i}); the dataset "
                                    "length changed during training?") from None
-            batch = _to_device(batch, self.device)
+            batch = to_device(batch, self.device)
             sync = ddp is False or i == n_micro - 1
             ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()  # type: ignore[operator]
             with ctx:
@@ -540,10 +587,28 @@ class Trainer:
                     vals = {k: float(v.detach()) for k, v in losses.items()}
                     raise FloatingPointError(f"non-finite loss at global step {step + 1} "
                                              f"(epoch {self.st['epoch']}): {vals}")
-                (loss / n_micro).backward()
+                if weighted:
+                    w = torch.as_tensor(self.loss_weight(batch), device=loss.device).detach()  # type: ignore[misc]
+                    total += w.to(torch.float64)
+                    (loss * w.to(loss.dtype)).backward()
+                else:
+                    (loss / n_micro).backward()
             for k, v in losses.items():
-                v = v.detach().float() / n_micro
+                v = v.detach().float() * w.float() if weighted else v.detach().float() / n_micro
                 sums[k] = sums[k] + v if k in sums else v
+        if weighted:
+            if self.world > 1:
+                import torch.distributed as dist
+
+                dist.all_reduce(total)
+            # No term at all in the global batch: every loss was 0 * (a graph), so were the gradients.
+            scale = self.world / total.clamp(min=1.0)
+            for p in self.raw_model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(scale.to(p.grad.dtype))
+            # Each rank's share of the global mean, times world_size: the log's mean over ranks is
+            # then the global batch's weighted mean.
+            sums = {k: v * scale.float() for k, v in sums.items()}
         grad_norm = None
         if self.cfg.grad_clip is not None:
             params = [p for p in self.raw_model.parameters() if p.grad is not None]
@@ -709,7 +774,8 @@ class Trainer:
 def fit(model: nn.Module, train_dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
         collate_fn: Callable[[list[Any]], Any] | None = None, evaluate: EvalFn | None = None,
         run_config: Any | None = None, resume: bool = False, stop_after: int | None = None,
-        overwrite: bool = False) -> FitResult:
+        overwrite: bool = False, loss_weight: LossWeightFn | None = None) -> FitResult:
     """Functional form of `Trainer(...).fit(...)`."""
     return Trainer(model, train_dataset, cfg, out_dir, collate_fn=collate_fn, evaluate=evaluate,
-                   run_config=run_config).fit(resume, stop_after=stop_after, overwrite=overwrite)
+                   run_config=run_config, loss_weight=loss_weight).fit(resume, stop_after=stop_after,
+                                                                       overwrite=overwrite)
