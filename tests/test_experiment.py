@@ -132,7 +132,7 @@ def test_train_subset_is_stratified_and_seeded(world):
 
 
 def test_experiment_end_to_end_report_matches_json(world, tmp_path):
-    from medmm.recipes.experiment import ExperimentConfig, main_experiment
+    from medmm.recipes.experiment import main_experiment
 
     out = tmp_path / "exp"
     cfg_file = tmp_path / "exp.yaml"
@@ -145,7 +145,6 @@ def test_experiment_end_to_end_report_matches_json(world, tmp_path):
     for f in ("report.md", "results.csv", "results.json", "figures/training_ratio.png", "figures/attention.png"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     res = json.loads((out / "results.json").read_text())
-    assert isinstance(ExperimentConfig(), ExperimentConfig)
     # 2 models x 3 tasks x 1 seed + 2 Figure 4 models x 1 extra ratio
     assert len(res["runs"]) == 6 + 2
     assert res["ground_truth"] and 0.5 < res["oracle"]["readmission"]["auroc"] <= 1.0
@@ -310,7 +309,7 @@ def test_worker_processes_and_text_cache_give_the_sequential_results(world, tmp_
                                 tasks=["readmission"], seeds=1, train_ratios=(1.0,),
                                 cfg=ExperimentConfig(finetune=cfg, workers=workers), raw_dir=world["raw"])
         res[workers] = json.loads((out / "results.json").read_text())
-    assert json.loads((tmp_path / "w1" / "timings.json").read_text())["text_cache_s"] >= 0  # not in results.json
+    assert json.loads((tmp_path / "w1" / "timings.json").read_text())["text_cache_s"] > 0  # the cache was built; not in results.json
     a = [(r["model"], r["metrics"]) for r in res[1]["runs"]]
     b = [(r["model"], r["metrics"]) for r in res[2]["runs"]]
     assert [m for m, _ in a] == ["lr", "clinicalbert"] and a == b
