@@ -149,6 +149,28 @@ def rows(path: Path) -> int:
     return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
+def write_core_tables(manifest: Manifest, tmp: Path, patients: pl.DataFrame, visits: pl.DataFrame,
+                      stays: pl.DataFrame, codes: Sequence[pl.DataFrame]) -> None:
+    """patients, visits, stays and codes (sorted by visit, system, recorded order) into `tmp`."""
+    from medmm.data.schema import empty
+
+    manifest.tables["patients"] = write(patients, "patients", tmp)
+    manifest.tables["visits"] = write(visits, "visits", tmp)
+    manifest.tables["stays"] = write(stays, "stays", tmp)
+    all_codes = pl.concat(codes) if codes else empty("codes")
+    manifest.tables["codes"] = write(conform("codes", all_codes).sort("visit_id", "system", "seq"), "codes", tmp)
+
+
+def finish_manifest(manifest: Manifest, tmp: Path, hashes: Mapping[str, Any], inputs: Mapping[str, Path],
+                    extra: dict[str, Any], t_start: float) -> None:
+    """Input hashes and sizes, the elapsed seconds, and manifest.json: the last file a prepare writes."""
+    import json
+
+    manifest.inputs = {k: {"sha256": f.result(), "bytes": inputs[k].stat().st_size} for k, f in hashes.items()}
+    extra["seconds"] = round(time.perf_counter() - t_start, 2)
+    (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+
+
 def check_accounting(m: Manifest, holds: Mapping[str, Sequence[str]]) -> None:
     """Every input row kept or dropped for a reason, and every output table's rows equal to the
     kept rows of the input tables it holds (`holds`: output table -> input table names; absent

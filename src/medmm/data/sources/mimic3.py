@@ -94,7 +94,6 @@ written at `out` unless the whole preparation succeeds (`atomic_dir`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -104,11 +103,11 @@ from typing import Any
 import polars as pl
 
 from medmm.data.io import atomic_dir, sha256_file
-from medmm.data.schema import ICD9_DX, ICD9_PROC, Accounting, Dataset, Manifest, conform, empty
+from medmm.data.schema import ICD9_DX, ICD9_PROC, Accounting, Dataset, Manifest, empty
 from medmm.data.sources.common import (BAD, R, Log, Stream, account, admissions_to_visits, check_accounting,
                                        clean_note_text, drug_mapper, drug_mapping_line, event_rows, icd_codes,
                                        link_visit, measurement_rows, odd_sex, prescriptions_to_codes, read_small,
-                                       reason, rows, sex_expr, sink_counted, write)
+                                       reason, rows, sex_expr, sink_counted, write, write_core_tables, finish_manifest)
 from medmm.data.sources.csv import BAD_TS, FLOAT, INT, STR, TS, RawFile, RawTable, check_unique, open_table
 from medmm.tasks.icu_items import PEEP_ITEMS
 
@@ -381,12 +380,7 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
                     log.note(f"{name}: {st['retired']:,} kept codes are not ICD-9-CM v32 leaves "
                              f"but have a v32 category (older releases)")
 
-            manifest.tables["patients"] = write(patients, "patients", tmp)
-            manifest.tables["visits"] = write(visits, "visits", tmp)
-            manifest.tables["stays"] = write(stays, "stays", tmp)
-            all_codes = pl.concat(codes) if codes else empty("codes")
-            manifest.tables["codes"] = write(
-                conform("codes", all_codes).sort("visit_id", "system", "seq"), "codes", tmp)
+            write_core_tables(manifest, tmp, patients, visits, stays, codes)
 
             if "NOTEEVENTS" in files:
                 t = time.perf_counter()
@@ -429,10 +423,7 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
                 "patients": ["PATIENTS"], "visits": ["ADMISSIONS"], "stays": ["ICUSTAYS"],
                 "codes": ["DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS"], "notes": ["NOTEEVENTS"],
                 "measurements": list(EVENT_TABLES), "events": list(ICU_EVENTS_RAW)})
-            manifest.inputs = {k: {"sha256": f.result(), "bytes": inputs[k].stat().st_size}
-                               for k, f in hashes.items()}
-            extra["seconds"] = round(time.perf_counter() - t_start, 2)
-            (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+            finish_manifest(manifest, tmp, hashes, inputs, extra, t_start)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if progress:

@@ -107,7 +107,6 @@ Nothing is written at `out` unless the whole preparation succeeds (`atomic_dir`)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +121,7 @@ from medmm.data.schema import (ICD9_DX, ICD9_PROC, ICD10_DX, ICD10_PROC, Account
 from medmm.data.sources.common import (BAD, R, Log, Stream, account, admissions_to_visits, check_accounting,
                                        clean_note_text, collect, drug_mapper, drug_mapping_line, first_row_with,
                                        icd_codes, link_visit, measurement_rows, odd_sex, prescriptions_to_codes,
-                                       read_small, reason, rows, sex_expr, sink_counted, write)
+                                       read_small, reason, rows, sex_expr, sink_counted, write, write_core_tables, finish_manifest)
 from medmm.data.sources.csv import BAD_TS, FLOAT, INT, STR, TS, RawFile, RawTable, check_unique, open_table
 
 SOURCE = "mimic4"
@@ -592,12 +591,7 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
                     log.note(f"{key}: {st['retired']:,} kept ICD-9 codes are not ICD-9-CM v32 leaves "
                              f"but have a v32 category (older releases)")
 
-            manifest.tables["patients"] = write(patients, "patients", tmp)
-            manifest.tables["visits"] = write(visits, "visits", tmp)
-            manifest.tables["stays"] = write(stays, "stays", tmp)
-            all_codes = pl.concat(codes) if codes else empty("codes")
-            manifest.tables["codes"] = write(
-                conform("codes", all_codes).sort("visit_id", "system", "seq"), "codes", tmp)
+            write_core_tables(manifest, tmp, patients, visits, stays, codes)
 
             streamed = (
                 ("notes", [f"{NOTE}/{n}" for n in RAW[NOTE]],
@@ -632,10 +626,7 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
                 "codes": list(CODE_TABLES), "notes": [f"{NOTE}/{n}" for n in RAW[NOTE]],
                 "measurements": list(MEASUREMENT_TABLES), "events": [f"{ICU}/{n}" for n in EVENT_TABLES],
                 "items": [f"{HOSP}/d_labitems", f"{ICU}/d_items"]})
-            manifest.inputs = {k: {"sha256": f.result(), "bytes": inputs[k].stat().st_size}
-                               for k, f in hashes.items()}
-            extra["seconds"] = round(time.perf_counter() - t_start, 2)
-            (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+            finish_manifest(manifest, tmp, hashes, inputs, extra, t_start)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if progress:

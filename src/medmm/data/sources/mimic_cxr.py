@@ -70,7 +70,6 @@ Nothing is written at `out` unless the whole preparation succeeds (`atomic_dir`)
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -84,7 +83,7 @@ import polars as pl
 
 from medmm.data.io import atomic_dir, sha256_file
 from medmm.data.schema import CXR_FINDINGS, CXR_LABELERS, Accounting, Dataset, Manifest, empty
-from medmm.data.sources.common import R, Log, check_accounting, collect, reason, write
+from medmm.data.sources.common import R, Log, check_accounting, collect, finish_manifest, reason, write
 from medmm.data.sources.csv import INT, STR, RawFile, RawTable, check_unique, find_file, open_table
 
 __all__ = ["SOURCE", "RAW", "extract_sections", "prepare", "study_time_expr"]
@@ -544,11 +543,8 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
             check_accounting(manifest, {"images": [key["metadata"]]})
             if manifest.tables["studies"] != images["study_id"].n_unique():
                 raise RuntimeError("internal error: studies != distinct studies of the kept images")
-            manifest.inputs = {k: {"sha256": f.result(), "bytes": inputs[k].stat().st_size}
-                               for k, f in hashes.items()}
             extra["report_files"] = {"files": len(found), "root": str(rep_base)}
-            extra["seconds"] = round(time.perf_counter() - t_start, 2)
-            (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+            finish_manifest(manifest, tmp, hashes, inputs, extra, t_start)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if progress:
