@@ -183,3 +183,66 @@ def test_a_changed_config_reruns_exactly_the_runs_it_changes(world, reference, o
     assert {r["lr"] for r in res["runs"] if r["model"] == "lr"} == {5e-3}
     ref = json.loads(reference["results.json"])
     assert [r for r in res["runs"] if r["model"] == "medm-plm"] == [r for r in ref["runs"] if r["model"] == "medm-plm"]
+
+
+def test_a_run_interrupted_in_training_continues_from_its_checkpoint(world, monkeypatch, capsys):
+    """Killed after one optimizer step (its checkpoints/last written, as a preemption leaves it),
+    the run continues from that step, not from the start, and ends with the uninterrupted run's
+    report, byte for byte."""
+    cfg = small_cfg()
+    cfg.finetune.train.epochs = 2
+    out = world["base"] / "mid"
+
+    def go() -> None:
+        run_medm_plm_experiment(world["data"], out, world["assets"], models=["medm-plm"], tasks=["readmission"],
+                                seeds=1, train_ratios=(1.0,), cfg=cfg, raw_dir=world["raw"])
+
+    shutil.rmtree(out, ignore_errors=True)
+    go()
+    ref = {f: (out / f).read_bytes() for f in OUTPUTS}
+    summary = json.loads((out / "runs/readmission/medm-plm/seed0/train/summary.json").read_text())
+    total = summary["global_step"]
+    assert total >= 2 and summary["steps_this_run"] == total
+    shutil.rmtree(out)
+
+    class Preempted(finetune.Trainer):
+        def fit(self, resume=False, *, stop_after=None, overwrite=False):
+            super().fit(resume, stop_after=1, overwrite=overwrite)
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(finetune, "Trainer", Preempted)
+        with pytest.raises(KeyboardInterrupt):
+            go()
+    run_dir = out / "runs/readmission/medm-plm/seed0"
+    assert (run_dir / "train/checkpoints/last/trainer_state.json").is_file()
+    assert not (run_dir / "result.json").exists()
+
+    capsys.readouterr()
+    go()
+    assert "resume medm-plm / readmission / seed 0 from its checkpoint at step 1" in capsys.readouterr().err
+    summary = json.loads((run_dir / "train/summary.json").read_text())
+    assert summary["global_step"] == total and summary["steps_this_run"] == total - 1
+    for f in OUTPUTS:
+        assert (out / f).read_bytes() == ref[f], f
+    assert not (run_dir / "train/checkpoints").exists()  # removed once the run is recorded
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(world, reference, out, monkeypatch, capsys):
+    """A leftover checkpoints/last whose run_config.json is not the current config starts afresh."""
+    shutil.copytree(reference["dir"], out)
+    run_dir = out / "runs/readmission/lr/seed1"
+    (run_dir / "result.json").unlink()
+    state = run_dir / "train/checkpoints/last/trainer_state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"global_step": 1}))
+    stored = json.loads((run_dir / "run_config.json").read_text())
+    stored["finetune"]["train"]["lr"] = 0.5
+    (run_dir / "run_config.json").write_text(json.dumps(stored))
+    assert experiment.resumable_step(experiment._run_spec(out, "readmission", "lr", 1, 1.0, small_cfg(),
+                                     experiment.input_identity(world["data"], world["assets"]), 0)) is None
+    calls = Calls(monkeypatch)
+    run(world, small_cfg())
+    err = capsys.readouterr().err
+    assert calls.keys == [("lr", 1, 1.0)] and "resume lr" not in err
+    assert_same_outputs(out, reference)

@@ -52,8 +52,12 @@ Resuming. Invoked again with the same OUT, the experiment runs only what is not 
         attention.json    Figure 5's run only: `attention_example` of its model (null if none), so
                           the figure is drawn again when that run is skipped
         train/, predictions.parquet
-A run is skipped when its result.json parses and holds the hash of the current config; an
-unreadable result.json or a different hash reruns it (a log line says why). Changing one
+run_config.json is written when a run starts, result.json when it ends. A run is skipped when
+its result.json parses and holds the hash of the current config; an unreadable result.json or a
+different hash reruns it (a log line says why). A run interrupted during training (killed,
+preempted) whose run_config.json is the current one continues from its train/checkpoints/last,
+exactly (a log line gives the step): fine-tuning keeps its checkpoints until it has scored the
+test split. Changing one
 model's learning rate thus reruns that model's runs only; changing the dataset or a pre-trained
 model reruns everything; a code change reruns nothing (start from a new OUT for that).
 A run that fails is logged and the others go on; the error is raised at the end. report.md,
@@ -274,6 +278,7 @@ class RunSpec:
     config: dict[str, Any]  # `run_config`, written beside the result as run_config.json
     config_hash: str
     attention: bool  # the run whose model draws Figure 5
+    resume: bool = False  # continue its interrupted training (`resumable_step`)
 
     @property
     def label(self) -> str:
@@ -339,6 +344,18 @@ def stored_result(run: RunSpec) -> tuple[dict[str, Any] | None, str | None]:
         except (ValueError, OSError) as e:
             return None, f"{ATTENTION} is unreadable ({type(e).__name__}: {e})"
     return res, None
+
+
+def resumable_step(run: RunSpec) -> int | None:
+    """The global step of an interrupted run's last checkpoint, if this run wrote it: the stored
+    run_config.json is the current config (so the checkpoint is this run's, not another config's)."""
+    state = run.dir / "train" / "checkpoints" / "last" / "trainer_state.json"
+    try:
+        stored = json.loads((run.dir / RUN_CONFIG).read_text(encoding="utf-8"))
+        step = json.loads(state.read_text(encoding="utf-8"))["global_step"]
+    except (ValueError, OSError, KeyError, TypeError):
+        return None
+    return int(step) if stored == json.loads(json.dumps(run.config)) else None
 
 
 def _config_changes(run: RunSpec, most: int = 3) -> str:
@@ -411,13 +428,15 @@ def _job(k: int, run: RunSpec) -> tuple[int, dict[str, Any], float]:
     cfg, td, assets = w["cfg"], w["task_data"][run.task], w["assets"]
     for name in (RESULT, ATTENTION):  # nothing an earlier run left here may pass for this run's
         (run.dir / name).unlink(missing_ok=True)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    # First: what the checkpoints about to be written belong to (`resumable_step` reads it).
+    atomic_write_text(run.dir / RUN_CONFIG, json.dumps(run.config, indent=2, sort_keys=True) + "\n")
     t_run = time.perf_counter()
     res, model, _ = run_finetune(run.model, td, None, assets, cfg.finetune, run.dir, seed=run.seed,
-                                 train_fraction=run.train_fraction, keep_model=run.attention)
+                                 train_fraction=run.train_fraction, keep_model=run.attention, resume=run.resume)
     if run.attention:
         attention = None if model is None else attention_example(model, td, assets, cfg.finetune)
         atomic_write_text(run.dir / ATTENTION, json.dumps(attention) + "\n")
-    atomic_write_text(run.dir / RUN_CONFIG, json.dumps(run.config, indent=2, sort_keys=True) + "\n")
     # Last: run_finetune's result.json again, now with the hash that marks the run finished.
     stored = json.loads((run.dir / RESULT).read_text(encoding="utf-8"))
     atomic_write_text(run.dir / RESULT, json.dumps({**stored, "config_hash": run.config_hash}, indent=2) + "\n")
@@ -506,7 +525,11 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
         res, why = stored_result(run)
         if res is None:
             todo.append(run)
-            if why:
+            step = resumable_step(run)
+            run.resume = step is not None
+            if run.resume:
+                _log(t0, f"resume {run.label} from its checkpoint at step {step}" + (f" ({why})" if why else ""))
+            elif why:
                 _log(t0, f"rerun {run.label}: {why}")
     timings["hash_inputs_s"] = round(time.perf_counter() - t_h, 2)
     _log(t0, f"{len(runs)} runs: {len(runs) - len(todo)} finished by an earlier invocation in {out} (skipped), "

@@ -23,8 +23,9 @@ Test metrics (`task_metrics`):
                   G-BERT's per-visit `gbert_metrics` prefixed "gbert_" (gbert_jaccard, gbert_f1, gbert_prauc)
     icd_coding    `multilabel_metrics` and CAML's `caml_metrics` (micro_f1, macro_f1, micro_auc, p@5, ...)
 
-Outputs in `out_dir`: train/ (the loop's config.yaml, metrics.jsonl, summary.json; checkpoints
-removed unless `keep_checkpoints`), predictions.parquet (patient_id, visit_id, label, prob) of
+Outputs in `out_dir`: train/ (the loop's config.yaml, metrics.jsonl, summary.json; checkpoints/
+last and best, kept until the test split is scored and then removed unless `keep_checkpoints`,
+so that an interrupted run continues exactly with `resume=True`), predictions.parquet (patient_id, visit_id, label, prob) of
 the test split and result.json (the returned dict; `best_epoch`, `epochs_run`, `epoch_cap` and
 `peaked_at_cap` say whether the run converged: a run whose best validation epoch is its last,
 at the cap, was stopped by the budget and may be under-trained).
@@ -371,8 +372,13 @@ def _val_metrics(spec: TaskSpec, y: np.ndarray, p: np.ndarray) -> dict[str, floa
 
 def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.DataFrame | None, assets: Any,
                  cfg: FinetuneConfig | None, out_dir: str | Path, seed: int = 0, train_fraction: float = 1.0,
-                 keep_model: bool = False) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
-    """`finetune` that can reuse a prepared `TaskData` and hand back the fine-tuned model."""
+                 keep_model: bool = False, resume: bool = False) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
+    """`finetune` that can reuse a prepared `TaskData` and hand back the fine-tuned model.
+
+    resume: continue the interrupted run in `out_dir` from train/checkpoints/last exactly (the
+    same weights as an uninterrupted run; a fresh start when there is no checkpoint). The caller
+    vouches that the run's config is the one the checkpoint was written with (the experiment
+    compares run_config.json); the loop checks batch size, seed and data size itself."""
     cfg = cfg or FinetuneConfig()
     check_finetune_config(cfg)  # again: a config's fields may have been changed since it was built
     out = Path(out_dir)
@@ -383,7 +389,7 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _run(model_name, td, assets, cfg, out, seed, train_fraction, keep_model, t0, c0)
+        return _run(model_name, td, assets, cfg, out, seed, train_fraction, keep_model, resume, t0, c0)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -398,7 +404,8 @@ def resolved_train_config(model_name: str, task: str, cfg: FinetuneConfig, seed:
 
 
 def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: Path, seed: int,
-         train_fraction: float, keep_model: bool, t0: float, c0: float) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
+         train_fraction: float, keep_model: bool, resume: bool, t0: float,
+         c0: float) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
     from medmm.models import downstream  # the registry, looked up at call time (tests may stand in)
 
     spec = td.spec
@@ -420,7 +427,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
     run_config = {"model": model_name, "task": spec.name, "seed": seed, "train_fraction": train_fraction,
                   "finetune": {**dataclasses.asdict(cfg), "train": dataclasses.asdict(tcfg)}}
     fit = Trainer(model, train_ds, tcfg, out / "train", collate_fn=collate, evaluate=evaluate,
-                  run_config=run_config).fit(overwrite=True)
+                  run_config=run_config).fit(resume=resume, overwrite=not resume)
     # The loop has restored the best validation checkpoint; the test split is scored once.
     p_test, _ = predict(model, test_ds, collate, cfg.eval_batch_size)
     epochs = training_epochs(fit, tcfg, len(train_ds))
@@ -462,10 +469,12 @@ def training_epochs(fit: Any, tcfg: TrainConfig, n_train: int) -> dict[str, Any]
 
 def finetune(model_name: str, task: str, data: str | Path | pl.DataFrame, assets: Any,
              cfg: FinetuneConfig | None, out_dir: str | Path, seed: int = 0,
-             train_fraction: float = 1.0) -> dict[str, Any]:
+             train_fraction: float = 1.0, resume: bool = False) -> dict[str, Any]:
     """Fine-tune `model_name` on `task` from a dataset directory (or visit records); return the
-    result dict whose "metrics" are the TEST metrics of the best validation checkpoint."""
-    result, _, _ = run_finetune(model_name, task, data, assets, cfg, out_dir, seed, train_fraction)
+    result dict whose "metrics" are the TEST metrics of the best validation checkpoint
+    (`resume`: see `run_finetune`)."""
+    result, _, _ = run_finetune(model_name, task, data, assets, cfg, out_dir, seed, train_fraction,
+                                resume=resume)
     return result
 
 
