@@ -8,6 +8,9 @@ loop runs as one process, so the same code serves a laptop and a multi-node job.
 What a run writes outside the loop (an exported model, a recipe's config and summary) is written
 by rank 0 alone: `on_main(fn)` calls `fn` on rank 0 while the other ranks wait for it, and hands
 every rank its result, so they return the same object without writing anything.
+
+`gather_features(x)` is the differentiable all-gather that a contrastive loss needs to score each
+rank's rows against the whole global batch (`medmm.objectives.contrastive`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ T = TypeVar("T")
 __all__ = [
     "DistInfo", "setup_distributed", "cleanup", "distributed_session", "is_distributed", "is_main_process",
     "rank", "world_size", "local_rank", "barrier", "all_reduce_mean", "broadcast_object", "all_gather_object",
-    "on_main",
+    "gather_features", "on_main",
 ]
 
 
@@ -160,6 +163,21 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_features(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's `x` (B, ...) stacked in rank order: (world_size * B, ...), rank r's rows at
+    [r * B, (r + 1) * B). The identity in a single process.
+
+    Differentiable: the gradient reaching rank r's `x` is the SUM over ranks of the gradients of
+    their losses with respect to their copy of rows r (torch.distributed.nn.functional.all_gather
+    reduces them in its backward). Every rank must pass the same shape.
+    """
+    if not is_distributed():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
 
 
 def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

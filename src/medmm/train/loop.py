@@ -12,7 +12,9 @@ The loop knows nothing about models, tasks or objectives. It is given
   summed over micro-batches and ranks, instead of the mean of the per-micro-batch means; the two
   differ when micro-batches hold different numbers of terms (see "Data parallelism" below);
 * optionally `evaluate(model) -> {name: float}`, called with the unwrapped model in eval mode
-  under `torch.no_grad()`; its `early_stopping_metric` drives early stopping and `best/`;
+  under `torch.no_grad()` (in fp32 whatever `precision` says); its `early_stopping_metric` drives
+  early stopping and `best/`;
+* optionally `batch_sampler`, a factory of the epoch's batches (see "Batch samplers" below);
 * a `TrainConfig` and an output directory.
 
 Output directory:
@@ -35,6 +37,35 @@ an interruption, and a resumed run give bitwise the same weights as one uninterr
 (With num_workers > 0 a random collate_fn runs in workers seeded per epoch; a mid-epoch resume
 then reproduces the data order but not those workers' draws -- unless, like the pre-training
 masking collate, it draws from generators seeded by (seed, epoch, sample index).)
+
+Batch samplers. Which samples form each step's global batch is the batch sampler's choice. The
+default, `EpochBatchSampler`, cuts `EpochSampler`'s order into micro-batches; a recipe that needs
+other batches (`GroupedBatchSampler`: a patient's samples from every source in one global batch)
+passes `Trainer(..., batch_sampler=factory)`. The loop calls
+
+    factory(num_samples, global_batch, micro_batch=, num_replicas=, rank=, shuffle=, seed=, drop_last=)
+
+(the class itself, or a `functools.partial` of it binding its own arguments) once per `fit`, and
+asks of what it returns:
+
+    steps_per_epoch         optimizer steps in an epoch, the same for every epoch (the schedule and
+                            `epochs` are planned from it)
+    set_epoch(epoch, skip_steps=0)
+                            the epoch to yield next, starting after its first `skip_steps` steps
+    __iter__()              this rank's micro-batches (lists of dataset indices) from that step on
+    micro_batches(step)     how many of them make step `step` of an epoch, 1 to grad_accum_steps:
+                            the same on every rank, since the ranks synchronise at the last one
+    step_samples(step)      the global number of samples in step `step` (counting padding)
+
+Exact resume holds for any sampler whose epochs are pure functions of (seed, epoch), as the
+default's are, drawing from no global generator: the loop resumes by `set_epoch(epoch,
+skip_steps=steps done)`. The sampler's class name is saved with each checkpoint, and a mid-epoch
+resume under another one is an error.
+
+Precision (`TrainConfig.precision`): `fp32` (default), or `bf16`, which runs the model's forward
+pass -- the loss included -- under `torch.autocast(<the device's type>, torch.bfloat16)`. The
+parameters, gradients and optimizer state stay fp32, and the backward pass runs outside autocast;
+scalar losses the model returns in bf16 are upcast to fp32 before they are weighted and logged.
 
 Determinism (`TrainConfig.deterministic`), in force during `fit` and restored afterwards:
 
@@ -69,10 +100,10 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -92,11 +123,13 @@ from medmm.train.checkpoint import (
 )
 from medmm.train.device import to_device
 
-__all__ = ["TrainConfig", "Trainer", "FitResult", "EpochSampler", "fit", "build_optimizer", "lr_lambda"]
+__all__ = ["TrainConfig", "Trainer", "FitResult", "EpochSampler", "EpochBatches", "EpochBatchSampler",
+           "GroupedBatchSampler", "fit", "build_optimizer", "lr_lambda"]
 
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
 LossWeightFn = Callable[[Any], "int | float | torch.Tensor"]
 DETERMINISTIC_MODES = ("strict", "warn", "off")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -131,6 +164,7 @@ class TrainConfig:
     log_every: int = 10  # steps between metrics.jsonl train records
     progress: bool = True  # tqdm bars (shown only on a TTY, on rank 0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the forward pass under autocast (module docstring)
     ddp_find_unused_parameters: bool = False  # needed when some parameters get no gradient in a step
 
     def __post_init__(self) -> None:
@@ -163,6 +197,8 @@ class TrainConfig:
             raise ValueError("warmup_steps and num_workers must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.deterministic is True or self.deterministic is False:
             self.deterministic = "strict" if self.deterministic else "off"
         if self.deterministic not in DETERMINISTIC_MODES:
@@ -255,6 +291,167 @@ class EpochSampler(Sampler[int]):
         return max(self.rank_len - self.skip_steps * self.per_rank_step, 0)
 
 
+class EpochBatches(Protocol):
+    """What the loop asks of a batch sampler (module docstring, "Batch samplers")."""
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def set_epoch(self, epoch: int, skip_steps: int = 0) -> None: ...
+
+    def micro_batches(self, step: int) -> int: ...
+
+    def step_samples(self, step: int) -> int: ...
+
+    def __iter__(self) -> Iterator[list[int]]: ...
+
+
+BatchSamplerFactory = Callable[..., EpochBatches]
+
+
+def _permutation(n: int, g: torch.Generator | None) -> list[int]:
+    """A seeded permutation of range(n); no generator: range(n) itself (shuffle=False)."""
+    return torch.randperm(n, generator=g).tolist() if g is not None else list(range(n))
+
+
+def _micro_batches(share: list[int], micro_batch: int) -> Iterator[list[int]]:
+    for i in range(0, len(share), micro_batch):
+        yield share[i : i + micro_batch]
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """The loop's default: `EpochSampler`'s order on this rank, cut into micro-batches.
+
+    The same batches as a DataLoader with `sampler=EpochSampler(...)`, `batch_size=micro_batch`: a
+    step's per-rank share is a multiple of micro_batch except in the epoch's last step.
+    """
+
+    def __init__(self, num_samples: int, global_batch: int, *, micro_batch: int | None = None,
+                 num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False) -> None:
+        self.order = EpochSampler(num_samples, global_batch, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                                  seed=seed, drop_last=drop_last)
+        self.micro_batch = micro_batch or self.order.per_rank_step
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.order.steps_per_epoch
+
+    def set_epoch(self, epoch: int, skip_steps: int = 0) -> None:
+        self.order.set_epoch(epoch, skip_steps)
+
+    def step_samples(self, step: int) -> int:
+        return self.order.step_samples(step)
+
+    def micro_batches(self, step: int) -> int:
+        return math.ceil((self.step_samples(step) // self.order.num_replicas) / self.micro_batch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return _micro_batches(list(self.order), self.micro_batch)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.micro_batch)
+
+
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Global batches that never split a group: e.g. a patient's samples from every source, so that
+    a cross-source contrastive loss finds each patient's pairs within the batch.
+
+    `groups[i]` is sample i's group id (`functools.partial(GroupedBatchSampler, groups=ids)` is the
+    loop's `batch_sampler`). Packing happens once: first fit of the groups, in an order seeded with
+    `seed`, into global batches of `global_batch` samples -- a layout of group sizes per batch,
+    mixing sizes. Each epoch then deals the groups of each size to that size's places in an order
+    seeded with seed + epoch, and shuffles the full batches: so the number and sizes of the batches,
+    and steps_per_epoch, are the same every epoch. Batches the packing leaves incomplete come last;
+    drop_last drops them, else each is padded to a multiple of the world size by repeating its
+    own first samples (as `EpochSampler` pads, but within the batch, so no group is split).
+    Rank r takes every num_replicas-th sample of a global batch from r and cuts it into
+    micro-batches. shuffle=False: groups in order of first appearance, batches in packing order.
+    """
+
+    def __init__(self, num_samples: int, global_batch: int, *, groups: Sequence[Hashable],
+                 micro_batch: int | None = None, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False) -> None:
+        if len(groups) != num_samples:
+            raise ValueError(f"groups has {len(groups)} ids for {num_samples} samples")
+        if num_samples < 1:
+            raise ValueError("the training dataset is empty")
+        if global_batch % num_replicas:
+            raise ValueError(f"global batch {global_batch} is not divisible by world size {num_replicas}")
+        members: dict[Hashable, list[int]] = {}
+        for i, g in enumerate(groups):
+            members.setdefault(g, []).append(i)
+        for g, idx in members.items():
+            if len(idx) > global_batch:
+                raise ValueError(f"group {g!r} has {len(idx)} samples, more than the global batch {global_batch}")
+        self.global_batch, self.num_replicas, self.rank = global_batch, num_replicas, rank
+        self.micro_batch = micro_batch or global_batch // num_replicas
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.groups = list(members.values())
+        self.layout = self._pack()  # per batch, the sizes of the groups it holds; full batches first
+        self.n_full = sum(1 for b in self.layout if sum(b) == global_batch)
+        if drop_last:
+            self.layout = self.layout[: self.n_full]
+        self.epoch, self.skip_steps = 0, 0
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{num_samples} samples make no complete batch of {global_batch} with drop_last=True")
+
+    def _pack(self) -> list[list[int]]:
+        """First fit of the group sizes into batches of global_batch; full batches first."""
+        g = torch.Generator().manual_seed(self.seed) if self.shuffle else None
+        batches: list[list[int]] = []
+        room: list[int] = []
+        open_: list[int] = []  # batches with room left
+        for gi in _permutation(len(self.groups), g):
+            size = len(self.groups[gi])
+            b = next((b for b in open_ if room[b] >= size), None)
+            if b is None:
+                b = len(batches)
+                batches.append([])
+                room.append(self.global_batch)
+                open_.append(b)
+            batches[b].append(size)
+            room[b] -= size
+            if room[b] == 0:
+                open_.remove(b)
+        return [x for x, r in zip(batches, room) if r == 0] + [x for x, r in zip(batches, room) if r > 0]
+
+    def set_epoch(self, epoch: int, skip_steps: int = 0) -> None:
+        self.epoch, self.skip_steps = epoch, skip_steps
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's global batches of sample indices (padded), in step order."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch) if self.shuffle else None
+        by_size: dict[int, list[list[int]]] = {}
+        for idx in self.groups:
+            by_size.setdefault(len(idx), []).append(idx)
+        dealt = {size: iter([gs[i] for i in _permutation(len(gs), g)]) for size, gs in sorted(by_size.items())}
+        batches = [[i for size in sizes for i in next(dealt[size])] for sizes in self.layout]
+        batches = [batches[i] for i in _permutation(self.n_full, g)] + batches[self.n_full :]
+        for b in batches[self.n_full :]:
+            pad = (-len(b)) % self.num_replicas
+            b += (b * math.ceil(pad / len(b)))[:pad]
+        return batches
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.layout)
+
+    def step_samples(self, step: int) -> int:
+        n = sum(self.layout[step])
+        return n + (-n) % self.num_replicas
+
+    def micro_batches(self, step: int) -> int:
+        return math.ceil((self.step_samples(step) // self.num_replicas) / self.micro_batch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches()[self.skip_steps :]:
+            yield from _micro_batches(batch[self.rank :: self.num_replicas], self.micro_batch)
+
+    def __len__(self) -> int:
+        return sum(self.micro_batches(k) for k in range(self.skip_steps, self.steps_per_epoch))
+
+
 # ----------------------------------------------------------------------------- optimiser
 
 
@@ -308,7 +505,8 @@ def _scalar_losses(out: Any, step: int) -> dict[str, torch.Tensor]:
     scalars = {}
     for k, v in out.items():
         if isinstance(v, torch.Tensor) and v.dim() == 0 and v.is_floating_point():
-            scalars[k] = v
+            # A bf16 loss (autocast) would round the weights it is multiplied by and the logged sums.
+            scalars[k] = v.float() if v.dtype in (torch.bfloat16, torch.float16) else v
         elif isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
             scalars[k] = torch.tensor(float(v), device=loss.device)
     return scalars
@@ -359,7 +557,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
                  collate_fn: Callable[[list[Any]], Any] | None = None, evaluate: EvalFn | None = None,
-                 run_config: Any | None = None, loss_weight: LossWeightFn | None = None) -> None:
+                 run_config: Any | None = None, loss_weight: LossWeightFn | None = None,
+                 batch_sampler: BatchSamplerFactory | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if not hasattr(train_dataset, "__len__") or not hasattr(train_dataset, "__getitem__"):
@@ -368,6 +567,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.collate_fn, self.evaluate_fn, self.run_config = collate_fn, evaluate, run_config
         self.loss_weight = loss_weight
+        self.batch_sampler = batch_sampler or EpochBatchSampler
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.last_dir, self.best_dir = self.ckpt_dir / "last", self.ckpt_dir / "best"
         self.metrics_path = self.out_dir / "metrics.jsonl"
@@ -402,10 +602,13 @@ class Trainer:
         micro_bs = cfg.batch_size // (W * cfg.grad_accum_steps)
         self.device, self.rank, self.world, self.main = info.device, info.rank, W, main
         n = len(self.train_dataset)
-        sampler = EpochSampler(n, cfg.batch_size, num_replicas=W, rank=info.rank, shuffle=cfg.shuffle,
-                               seed=cfg.seed, drop_last=cfg.drop_last)
+        sampler = self.batch_sampler(n, cfg.batch_size, micro_batch=micro_bs, num_replicas=W, rank=info.rank,
+                                     shuffle=cfg.shuffle, seed=cfg.seed, drop_last=cfg.drop_last)
         self.sampler = sampler
         spe = sampler.steps_per_epoch
+        if not isinstance(spe, int) or spe < 1:
+            raise ValueError(f"batch sampler {type(sampler).__name__}: steps_per_epoch must be a positive "
+                             f"integer, got {spe!r}")
         total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * spe
 
         # Previous run in out/?
@@ -434,7 +637,7 @@ class Trainer:
         }
         if resume and has_last:
             saved = read_trainer_state(self.last_dir)
-            self._check_resume(saved, n)
+            self._check_resume(saved, n, type(sampler).__name__)
             saved_state, rng = load_checkpoint(self.last_dir, model, optimizer, scheduler, map_location=self.device)
             st.update({k: v for k, v in saved_state.items() if k in st})
             if rng:
@@ -460,23 +663,27 @@ class Trainer:
         self.train_model = train_model
 
         loader_gen = torch.Generator()
-        loader = DataLoader(self.train_dataset, batch_size=micro_bs, sampler=sampler, collate_fn=self.collate_fn,
-                            num_workers=cfg.num_workers, drop_last=False, generator=loader_gen,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
+                            num_workers=cfg.num_workers, generator=loader_gen, pin_memory=self.device.type == "cuda")
         self._metrics_file = open(self.metrics_path, "a", encoding="utf-8") if main else None
         try:
-            return self._run(loader, loader_gen, stop_after, total_steps, micro_bs)
+            return self._run(loader, loader_gen, stop_after, total_steps)
         finally:
             if self._metrics_file is not None:
                 self._metrics_file.close()
 
-    def _check_resume(self, saved: Mapping[str, Any], n: int) -> None:
+    def _check_resume(self, saved: Mapping[str, Any], n: int, sampler: str) -> None:
         old = saved.get("train_config", {})
         mid_epoch = saved.get("step_in_epoch", 0) > 0
         for k in _RESUME_KEYS:
             if k in old and old[k] != to_dict(getattr(self.cfg, k)) and mid_epoch:
                 raise ValueError(f"{self.last_dir}: cannot resume mid-epoch with a different {k} "
                                  f"({old[k]!r} -> {getattr(self.cfg, k)!r})")
+        # Checkpoints from before the batch_sampler hook were written under the default.
+        old_sampler = saved.get("batch_sampler", EpochBatchSampler.__name__)
+        if mid_epoch and old_sampler != sampler:
+            raise ValueError(f"{self.last_dir}: cannot resume mid-epoch with a different batch sampler "
+                             f"({old_sampler} -> {sampler})")
         if saved.get("num_samples", n) != n:
             raise ValueError(f"{self.last_dir}: the checkpoint was trained on {saved['num_samples']} samples, the "
                              f"dataset now has {n}; the data order cannot be resumed")
@@ -487,8 +694,8 @@ class Trainer:
         st = self.st
         return st["stopped_early"] or st["global_step"] >= total_steps
 
-    def _run(self, loader: DataLoader, loader_gen: torch.Generator, stop_after: int | None, total_steps: int,
-             micro_bs: int) -> FitResult:
+    def _run(self, loader: DataLoader, loader_gen: torch.Generator, stop_after: int | None,
+             total_steps: int) -> FitResult:
         cfg, st, sampler = self.cfg, self.st, self.sampler
         spe, accum = sampler.steps_per_epoch, cfg.grad_accum_steps
         t_start, wall0 = time.perf_counter(), st["wall_time_s"]
@@ -503,12 +710,14 @@ class Trainer:
             if hasattr(self.collate_fn, "set_epoch"):  # before iter(): workers get the collate_fn as it is then
                 self.collate_fn.set_epoch(epoch)
             loader_gen.manual_seed(cfg.seed + epoch)  # worker seeds for this epoch; untouched global RNG
-            micro_total = math.ceil(sampler.rank_len / micro_bs)
             it = iter(loader)
             bar = tqdm(total=spe, initial=start, desc=f"epoch {epoch + 1}", disable=not show, leave=False,
                        dynamic_ncols=True)
             for k in range(start, spe):
-                n_micro = min(accum, micro_total - k * accum)
+                n_micro = sampler.micro_batches(k)
+                if not 1 <= n_micro <= accum:
+                    raise ValueError(f"batch sampler {type(sampler).__name__}: step {k} has {n_micro} micro-batches, "
+                                     f"expected 1 to grad_accum_steps={accum}")
                 lr = self.optimizer.param_groups[0]["lr"]
                 losses, grad_norm = self._train_step(it, n_micro, st["global_step"])
                 self.scheduler.step()
@@ -561,6 +770,11 @@ class Trainer:
         D.barrier()
         return result
 
+    def _forward_precision(self) -> contextlib.AbstractContextManager:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _train_step(self, it: Iterator[Any], n_micro: int, step: int) -> tuple[dict[str, torch.Tensor], Any]:
         """One optimizer step over `n_micro` micro-batches: the gradient of the mean of their losses,
         or -- with `loss_weight`, on more than one micro-batch or rank -- of the mean over all terms
@@ -581,7 +795,9 @@ class Trainer:
             sync = ddp is False or i == n_micro - 1
             ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()  # type: ignore[operator]
             with ctx:
-                losses = _scalar_losses(self.train_model(batch), step)
+                with self._forward_precision():
+                    out = self.train_model(batch)
+                losses = _scalar_losses(out, step)
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
                     vals = {k: float(v.detach()) for k, v in losses.items()}
@@ -761,7 +977,7 @@ class Trainer:
     def _trainer_state(self) -> dict[str, Any]:
         s = dict(self.st)
         s.update(num_samples=len(self.train_dataset), world_size=self.world, train_config=to_dict(self.cfg),
-                 log_window=self._window_state(self.window))
+                 batch_sampler=type(self.sampler).__name__, log_window=self._window_state(self.window))
         return s
 
     def _save(self, path: Path) -> None:
@@ -774,8 +990,9 @@ class Trainer:
 def fit(model: nn.Module, train_dataset: Dataset, cfg: TrainConfig, out_dir: str | Path, *,
         collate_fn: Callable[[list[Any]], Any] | None = None, evaluate: EvalFn | None = None,
         run_config: Any | None = None, resume: bool = False, stop_after: int | None = None,
-        overwrite: bool = False, loss_weight: LossWeightFn | None = None) -> FitResult:
+        overwrite: bool = False, loss_weight: LossWeightFn | None = None,
+        batch_sampler: BatchSamplerFactory | None = None) -> FitResult:
     """Functional form of `Trainer(...).fit(...)`."""
     return Trainer(model, train_dataset, cfg, out_dir, collate_fn=collate_fn, evaluate=evaluate,
-                   run_config=run_config, loss_weight=loss_weight).fit(resume, stop_after=stop_after,
-                                                                       overwrite=overwrite)
+                   run_config=run_config, loss_weight=loss_weight,
+                   batch_sampler=batch_sampler).fit(resume, stop_after=stop_after, overwrite=overwrite)
