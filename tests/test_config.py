@@ -167,7 +167,7 @@ def test_misspelt_model_in_lr_names_the_valid_models(tmp_path: Path) -> None:
 
 def test_selection_metric_task_and_metric_are_checked() -> None:
     with pytest.raises(ValueError, match=r"finetune\.selection_metric: unknown task 'readmision'; valid: readmission, "
-                                         r"medication, icd_coding \(did you mean 'readmission'\?\)"):
+                                         r"medication, icd_coding, next_visit_dx \(did you mean 'readmission'\?\)"):
         exp(["finetune.selection_metric.readmision=auroc"])
     with pytest.raises(ValueError, match=r"finetune\.selection_metric\.medication: unknown validation metric of "
                                          r"medication 'gbert_pr_auc'; valid: .*gbert_prauc.* \(did you mean 'gbert_prauc'\?\)"):
@@ -188,13 +188,13 @@ def test_selection_metric_task_and_metric_are_checked() -> None:
 def test_selection_metrics_are_what_the_task_logs() -> None:
     import numpy as np
 
-    from medmm.recipes.finetune import _val_metrics, selection_metrics
-    from medmm.tasks.spec import TaskSpec
+    from medmm.recipes.finetune import selection_metrics
+    from medmm.tasks.registry import task_class
 
-    spec = TaskSpec("medication", "multilabel", 3, ["a", "b", "c"])
     y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1.0]])
     p = np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.3], [0.8, 0.4, 0.2], [0.3, 0.1, 0.9]])
-    assert set(selection_metrics("medication")) == set(_val_metrics(spec, y, p)) >= {"auroc", "gbert_prauc", "loss"}
+    val = task_class("medication").val_metrics(y, p)
+    assert set(selection_metrics("medication")) == set(val) >= {"auroc", "gbert_prauc", "loss"}
 
 
 def test_bad_model_override_is_an_error_listing_the_builders_options() -> None:
@@ -210,9 +210,9 @@ def test_bad_model_override_is_an_error_listing_the_builders_options() -> None:
 
 def test_every_registered_model_has_a_learning_rate_and_an_override_schema() -> None:
     from medmm.models import downstream
-    from medmm.recipes.finetune import _OVERRIDE_CONFIGS, DEFAULT_LR, override_fields
+    from medmm.recipes.finetune import DEFAULT_LR, override_fields
 
-    assert set(DEFAULT_LR) == set(downstream.MODELS) == set(_OVERRIDE_CONFIGS)
+    assert set(DEFAULT_LR) == set(downstream.MODELS)
     for model in downstream.MODELS:
         assert override_fields(model), model
 

@@ -13,6 +13,7 @@ from medmm.models.assets import Assets
 from medmm.models.baselines.gbert import GBertForPretraining, GBertPretrainConfig
 from medmm.models.baselines.medbert import serialize
 from medmm.models.code_encoder import CLS_ID, CodeEncoder, CodeEncoderConfig
+from medmm.modalities import CODES
 from medmm.models.downstream import MODELS, build_model, model_inputs
 from medmm.models.medm_plm import MedMPLM, MedMPLMConfig
 from medmm.models.pretrained import load_medm_plm, save_pretrained
@@ -151,7 +152,7 @@ def task_batch(assets: Assets, task: str) -> tuple[TaskSpec, dict]:
 def for_model(name: str, batch: dict) -> dict:
     """What the featurizer gives a model: only the modalities it declares."""
     inputs = model_inputs(name)
-    drop = (TEXT_KEYS if "text" not in inputs else set()) | (CODE_KEYS if "codes" not in inputs else set())
+    drop = (TEXT_KEYS if "note" not in inputs else set()) | (CODE_KEYS if not inputs & CODES else set())
     return {k: v for k, v in batch.items() if k not in drop}
 
 
@@ -176,8 +177,8 @@ def head_input(model, batch) -> torch.Tensor:
 def test_registry_matches_contract(assets):
     assert set(MODELS) == CONTRACT_NAMES
     for name in MODELS:
-        assert model_inputs(name) <= {"text", "codes"} and model_inputs(name)
-    assert model_inputs("cnn") == {"text"} and model_inputs("rnn") == {"codes"}
+        assert model_inputs(name) <= {"note"} | CODES and model_inputs(name)
+    assert model_inputs("cnn") == {"note"} and model_inputs("rnn") == CODES
     with pytest.raises(KeyError, match="unknown downstream model 'bert'"):
         build_model("bert", TaskSpec("readmission", "binary", 1), assets)
     with pytest.raises(TypeError, match="unknown config override.*'hiden'"):

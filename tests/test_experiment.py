@@ -79,8 +79,8 @@ def test_single_visit_batches(world, task):
     if task == "icd_coding":
         assert sorted(spec.label_names[j] for j in np.flatnonzero(ds.labels[0])) == sorted(s0["labels"])
     # a model reading one modality gets only its keys
-    assert set(Collator(spec, text=False)([ds[0]])) == {"code_ids", "code_mask", "labels"}
-    assert set(Collator(spec, codes=False)([ds[0]])) == {"input_ids", "attention_mask", "labels"}
+    assert set(Collator(spec, reads={"dx_codes", "med_codes"})([ds[0]])) == {"code_ids", "code_mask", "labels"}
+    assert set(Collator(spec, reads={"note"})([ds[0]])) == {"input_ids", "attention_mask", "labels"}
 
 
 def test_medication_history_is_strictly_earlier_and_capped(world):
@@ -154,13 +154,15 @@ def test_experiment_end_to_end_report_matches_json(world, tmp_path):
     table_md = md.split("## Table III", 1)[1].split("\n\n", 2)[1]
     cells = parse_markdown_table(table_md)
     data = res["table"]
-    assert set(cells) == {"lr", "medm-plm", ORACLE_ROW}
+    names = data["row_names"]  # the papers' names of the models
+    assert names["lr"] == "LR" and names["medm-plm"] == "MedM-PLM"
+    assert set(cells) == {"LR", "MedM-PLM", ORACLE_ROW}
     n_checked = 0
     for model, metrics in data["rows"].items():
         for col, st in metrics.items():
             mean = math.nan if st["mean"] is None else st["mean"]
             std = math.nan if st["std"] is None else st["std"]
-            assert cells[model][data["headers"][col]] == format_mean_std(mean, std), (model, col)
+            assert cells[names[model]][data["headers"][col]] == format_mean_std(mean, std), (model, col)
             n_checked += 1
     assert n_checked >= 2 * 10  # 9 metric columns + the oracle-fraction column per model
     # ...and equals the run's own test metrics (one seed: mean = the value)
@@ -172,7 +174,7 @@ def test_experiment_end_to_end_report_matches_json(world, tmp_path):
     # the honest-comparison sentences come from the numbers
     m_plm = data["rows"]["medm-plm"]["medication:auroc"]["mean"]
     m_lr = data["rows"]["lr"]["medication:auroc"]["mean"]
-    assert ("On Medication, medm-plm" in md) and (("does NOT beat: lr" in md) == (m_plm <= m_lr))
+    assert ("On Medication, MedM-PLM" in md) and (("does NOT beat: LR" in md) == (m_plm <= m_lr))
     assert "Readmission samples: positives and negatives undersampled 1:1" in md  # the protocol is stated
     # CSV: one row per model + the oracle
     csv_rows = (out / "results.csv").read_text().strip().splitlines()

@@ -28,7 +28,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medmm.recipes import finetune
-from medmm.recipes.finetune import FinetuneConfig, TaskData, run_finetune, task_samples
+from medmm.recipes.finetune import FinetuneConfig, TaskData, run_finetune
+from medmm.tasks.registry import build_task
 from medmm.tasks.featurize import NoteTokens, featurize
 from medmm.tasks.splits import with_split
 
@@ -75,7 +76,8 @@ def finetune_cfg() -> FinetuneConfig:
 
 def planted_task(records: pl.DataFrame, assets, cfg: FinetuneConfig) -> TaskData:
     """Readmission samples, relabelled and re-split, featurised as `prepare_task` would."""
-    samples, spec = task_samples("readmission", records, cfg)
+    task = build_task("readmission", cfg)
+    samples, spec = task.samples(records)
     notes = NoteTokens.build(records, assets.tokenizer, cfg.max_text_len)
     word = assets.tokenizer.convert_tokens_to_ids(PLANTED_WORD)
     assert word != assets.tokenizer.unk_token_id, f"{PLANTED_WORD!r} is not a word piece of the tokenizer"
@@ -85,7 +87,7 @@ def planted_task(records: pl.DataFrame, assets, cfg: FinetuneConfig) -> TaskData
         pl.Series("has_word", [word in notes[v] for v in samples["visit_id"].to_list()]))
     samples = samples.with_columns((pl.col("has_code") | pl.col("has_word")).alias("label"))
     samples = with_split(samples, seed=cfg.split_seed, ratios=SPLIT_RATIOS)
-    return TaskData(spec, samples, featurize(samples, records, spec, assets, notes, cfg.max_history))
+    return TaskData(spec, samples, featurize(samples, records, spec, task, assets, notes), task)
 
 
 @pytest.fixture(scope="module")

@@ -736,7 +736,10 @@ def test_results_table_rejects_empty():
 
 
 def test_readmission_report_table_names_and_defines_every_metric():
-    from medmm.eval.report import READMISSION_METRICS, TABLE_METRICS, metric_definitions, table_iii
+    from medmm.eval.report import TABLE_METRICS, metric_definitions, table_iii
+    from medmm.tasks.registry import task_class
+
+    READMISSION_METRICS = task_class("readmission").detail_metrics
 
     runs = [binary_metrics(RD_Y, RD_P), binary_metrics(RD_Y, RD_P[::-1])]
     old = [{k: runs[0][k] for k in ("f1", "accuracy", "auroc", "auprc")}]   # a result from before

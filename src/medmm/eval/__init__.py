@@ -11,6 +11,7 @@ from medmm.eval.metrics import (
     caml_metrics,
     gbert_metrics,
     multilabel_metrics,
+    recall_at_k,
     retrieval_metrics,
     zero_shot_metrics,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "gbert_metrics",
     "mean_std",
     "multilabel_metrics",
+    "recall_at_k",
     "results_table",
     "retrieval_metrics",
     "summarize",

@@ -78,12 +78,14 @@ def results_table(
     scale: float = 100.0,
     digits: int = 2,
     bold_best: bool = True,
+    row_names: Mapping[str, str] | None = None,
 ) -> tuple[str, str, dict]:
     """A results table from per-seed values: ``rows[model][metric] = [value per seed]``.
 
     columns: the metrics to show, in order (default: every metric, in order of first appearance).
     headers: display names for the Markdown header (e.g. {"auroc": "AUC%"}); default the metric.
-    A model without a metric gets an empty cell. With ``bold_best`` the highest mean of each
+    row_names: display names of the models in the Markdown (e.g. {"gbert": "G-BERT"}); the CSV
+    and the dict keep the keys of `rows`. A model without a metric gets an empty cell. With ``bold_best`` the highest mean of each
     column is bold in the Markdown (all metrics here are higher-is-better); ties are all bold.
 
     Returns (markdown, csv, json-able dict):
@@ -122,7 +124,7 @@ def results_table(
     head = ["Model"] + [headers.get(m, m) for m in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
     for model, st in stats.items():
-        cells = [model]
+        cells = [(row_names or {}).get(model, model)]
         for m in columns:
             if m not in st:
                 cells.append("")

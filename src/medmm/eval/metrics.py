@@ -511,6 +511,23 @@ def caml_metrics(y_true, y_prob, ks: Sequence[int] = (5, 8, 15), threshold: floa
     return out
 
 
+def recall_at_k(y_true, y_prob, ks: Sequence[int] = (10, 20, 30)) -> dict[str, float]:
+    """Doctor AI's (Choi et al. 2016) recall@k of next-visit diagnosis prediction: per sample,
+    (# true codes among the k highest scores) / (# true codes), averaged over the samples that
+    have a true code; ``recall@k`` for each k. A tie at the k-th score counts in expectation
+    (uniformly broken, as `caml_metrics`' r@k); k >= L is 1. NaN when no sample has a true code.
+    """
+    y = _as_labels(y_true, "y_true", 2)
+    p = _as_scores(y_prob, "y_prob", y.shape)
+    ks = _check_ks(ks)
+    n_true = y.sum(axis=1)
+    rows = n_true > 0
+    if not rows.any():
+        return {f"recall@{k}": float("nan") for k in ks}
+    hits = _expected_topk_hits(p[rows], y[rows] == 1, ks)
+    return {f"recall@{k}": float(np.mean(hits[k] / n_true[rows])) for k in ks}
+
+
 # ----------------------------------------------------------------------------- retrieval
 
 

@@ -3,7 +3,7 @@
 Pure writers: they take numbers and strings, never models or datasets.
 
     table = table_iii(per_seed, tasks, oracle=...)          # -> ReportTable (markdown, csv, data)
-    plot_training_ratio(curves, "figures/training_ratio.png")   # Figure 4
+    plot_training_ratio(curves, "figures/training_ratio.png", task="readmission")   # Figure 4
     plot_attention(words, w_words, codes, w_codes, "figures/attention.png")  # Figure 5
     comparison_sentences(per_seed, tasks, "medm-plm")        # honest "does not beat" lines
     metric_definitions(tasks)                                # one line defining each column
@@ -29,34 +29,17 @@ import numpy as np
 from medmm.eval.aggregate import format_mean_std, mean_std, results_table
 
 TABLE_METRICS = ("f1", "accuracy", "auroc")  # Table III: F1 / Accuracy / AUC per task
-# Readmission under each F1 and PR-area definition in use (keys of `binary_metrics`).
-READMISSION_METRICS = ("auroc", "f1_pos@0.5", "macro_f1@0.3", "ap", "pr_auc_trapz")
 METRIC_NAMES = {"f1": "F1", "accuracy": "Acc", "auroc": "AUROC", "f1_pos@0.5": "F1 pos. @0.5",
                 "macro_f1@0.3": "macro-F1 @0.3", "ap": "AP", "pr_auc_trapz": "PR-AUC trapz"}
-# One line per metric, for the report; TABLE_METRICS depend on the task, the others are readmission's.
-METRIC_DEFINITIONS = {
-    ("readmission", "f1"): "F1 of the positive class (readmitted) at p >= 0.5, the same number as f1_pos@0.5.",
-    ("readmission", "accuracy"): "fraction of admissions classified correctly at p >= 0.5.",
-    ("readmission", "auroc"): "area under the ROC curve (ties count 1/2); the default model-selection metric.",
-    ("medication", "f1"): "micro-F1 over every (visit, medication) cell at p >= 0.5 (G-BERT's per-visit "
-                          "F1 at p > 0.3 is `gbert_f1` in results.json).",
-    ("medication", "accuracy"): "element-wise accuracy over (visit, medication) cells at p >= 0.5.",
-    ("medication", "auroc"): "micro AUROC over (visit, medication) cells; the default model-selection metric.",
-    ("icd_coding", "f1"): "micro-F1 over every (admission, code) cell at p >= 0.5 (CAML's macro-F1 is "
-                          "`macro_f1` in results.json).",
-    ("icd_coding", "accuracy"): "element-wise accuracy over (admission, code) cells at p >= 0.5.",
-    ("icd_coding", "auroc"): "micro AUROC over (admission, code) cells; the default model-selection metric.",
-    ("readmission", "f1_pos@0.5"): "F1 of the positive class at p >= 0.5: 2TP / (2TP + FP + FN) "
-                                   "(scikit-learn `f1_score(average='binary')`).",
-    ("readmission", "macro_f1@0.3"): "mean of the readmitted and the not-readmitted class's F1 at p >= 0.3, "
-                                     "the F1 the MedM-PLM authors' code reports (`f1_score(average='macro')`).",
-    ("readmission", "ap"): "average precision, the step-wise area under the precision-recall curve "
-                           "(`average_precision_score`; `auprc` in results.json).",
-    ("readmission", "pr_auc_trapz"): "trapezoid area under the precision-recall curve, `auc(recall, "
-                                     "precision)`: the authors' 'aupr' (straight lines between PR points, "
-                                     "so it is not AP).",
-}
-TASK_NAMES = {"medication": "Medication", "readmission": "Readmission", "icd_coding": "ICD coding"}
+
+
+def task_title(task: str) -> str:
+    """The task's name in reports (`Task.title`), e.g. "ICD coding"; the name itself if unregistered."""
+    from medmm.tasks.registry import TASKS, task_class
+
+    return task_class(task).title if task in TASKS else task
+
+
 ORACLE_ROW = "oracle (generator truth)"
 ORACLE_FRAC = "oracle_frac"
 
@@ -68,13 +51,17 @@ def column(task: str, metric: str) -> str:
 def metric_definitions(tasks: Sequence[str], metrics: Sequence[str] = TABLE_METRICS) -> list[str]:
     """One Markdown line per (task, metric) that has a definition: "Readmission F1: ...".
 
-    A pair without an entry in METRIC_DEFINITIONS is skipped (there is nothing true to say).
+    The definitions are the tasks' own (`Task.metric_definitions`); a pair without one is
+    skipped (there is nothing true to say).
     """
+    from medmm.tasks.registry import task_class
+
     out = []
     for t in tasks:
+        defs = task_class(t).metric_definitions
         for m in metrics:
-            if (t, m) in METRIC_DEFINITIONS:
-                out.append(f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)} (`{m}`): {METRIC_DEFINITIONS[t, m]}")
+            if m in defs:
+                out.append(f"{task_title(t)} {METRIC_NAMES.get(m, m)} (`{m}`): {defs[m]}")
     return out
 
 
@@ -93,29 +80,32 @@ class ReportTable:
 
 
 def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]], tasks: Sequence[str],
-              oracle: Mapping[str, Mapping[str, float]] | None = None, oracle_task: str = "readmission",
+              oracle: Mapping[str, Mapping[str, float]] | None = None,
               metrics: Sequence[str] = TABLE_METRICS,
-              training: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None) -> ReportTable:
+              training: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
+              row_names: Mapping[str, str] | None = None) -> ReportTable:
     """Table III from `per_seed[model][task] = [test metrics of each seed]`.
 
     Rows = models (in the given order), columns = `metrics` per task as mean (std) over seeds, in
     percent; a metric missing from any of a model's runs (a result written before the metric
     existed) leaves that cell empty rather than averaging fewer seeds. With `oracle[task]` (the
     generator's ground-truth scorer on the same test samples) an oracle row is added and, for
-    `oracle_task`, a column with each model's recovered fraction of the oracle's AUROC margin
-    over chance (per seed, then mean (std)).
+    each task with an oracle, a column with each model's recovered fraction of the oracle's AUROC
+    margin over chance (per seed, then mean (std)).
 
     With `training[model][task]` (each seed's run result, or its `TRAINING_FIELDS`) the CSV also
     has `<task>:best_epoch`, `<task>:epochs_run` and `<task>:peaked_at_cap` (mean = the fraction
     of seeds that peaked at their epoch cap) after the metric columns; the Markdown and `data`
-    keep the metrics only.
+    keep the metrics only. `row_names`: the models' names in the Markdown (the papers' names;
+    the CSV and `data` keep the registry ids).
     """
     columns = [column(t, m) for t in tasks for m in metrics]
-    headers = {column(t, m): f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)}" for t in tasks for m in metrics}
-    with_frac = bool(oracle) and oracle_task in (oracle or {}) and oracle_task in tasks
-    if with_frac:
-        columns.append(column(oracle_task, ORACLE_FRAC))
-        headers[column(oracle_task, ORACLE_FRAC)] = f"{TASK_NAMES.get(oracle_task, oracle_task)} % of oracle margin"
+    headers = {column(t, m): f"{task_title(t)} {METRIC_NAMES.get(m, m)}" for t in tasks for m in metrics}
+    oracle = oracle or {}
+    frac_tasks = [t for t in tasks if t in oracle]
+    for t in frac_tasks:
+        columns.append(column(t, ORACLE_FRAC))
+        headers[column(t, ORACLE_FRAC)] = f"{task_title(t)} % of oracle margin"
     rows: dict[str, dict[str, list[float]]] = {}
     for model, by_task in per_seed.items():
         row: dict[str, list[float]] = {}
@@ -124,15 +114,16 @@ def table_iii(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]
             for m in metrics:
                 if runs and all(m in r for r in runs):
                     row[column(t, m)] = [float(r[m]) for r in runs]
-            if with_frac and t == oracle_task and runs:
-                o = float(oracle[oracle_task]["auroc"])  # type: ignore[index]
+            if t in frac_tasks and runs:
+                o = float(oracle[t]["auroc"])
                 row[column(t, ORACLE_FRAC)] = [oracle_fraction(float(r["auroc"]), o) for r in runs]
         rows[model] = row
     if oracle:
         rows[ORACLE_ROW] = {column(t, m): [float(oracle[t][m])] for t in oracle if t in tasks for m in metrics
                             if m in oracle[t]}
-    md, csv, data = results_table(rows, columns, headers=headers, bold_best=False)
+    md, csv, data = results_table(rows, columns, headers=headers, bold_best=False, row_names=row_names)
     data["headers"] = headers
+    data["row_names"] = {m: (row_names or {}).get(m, m) for m in rows}  # how the Markdown names each row
     if training:
         extra = [column(t, f) for t in tasks for f in TRAINING_FIELDS]
         wide = {model: dict(row) for model, row in rows.items()}
@@ -196,7 +187,7 @@ def training_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
         cells = ", ".join(f"{_epoch(r.get('best_epoch'))}/{_epoch(r.get('epochs_run'))}"
                           + ("*" if r.get("peaked_at_cap") else "+" if reached_cap(r) else "") for r in rs)
         k = sum(bool(r.get("peaked_at_cap")) for r in rs)
-        lines.append(f"| {TASK_NAMES.get(task, task)} | {model} | {frac:g} | {lrs} | {cap} | {cells} | "
+        lines.append(f"| {task_title(task)} | {model} | {frac:g} | {lrs} | {cap} | {cells} | "
                      f"{f'**{k} of {len(rs)}**' if k else '0'} |")
     return "\n".join(lines) + "\n"
 
@@ -231,14 +222,17 @@ def parse_markdown_table(markdown: str) -> dict[str, dict[str, str]]:
 
 
 def comparison_sentences(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]], tasks: Sequence[str],
-                         ours: str = "medm-plm", metric: str = "auroc") -> list[str]:
-    """One sentence per task saying whether `ours` beats each other model on mean `metric`.
+                         ours: str = "medm-plm", metric: str = "auroc",
+                         row_names: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence per task saying whether `ours` beats each other model on mean `metric`
+    (models named by `row_names`, the papers' names, where given).
 
     Every baseline that `ours` does not beat is named with both numbers; a win inside one
     standard deviation (of either model) is called out as such, not claimed as a clear win.
     """
     out = []
     name = METRIC_NAMES.get(metric, metric)
+    nm = {m: (row_names or {}).get(m, m) for m in per_seed}
     for t in tasks:
         ours_runs = per_seed.get(ours, {}).get(t)
         if not ours_runs:
@@ -248,14 +242,14 @@ def comparison_sentences(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[st
                   if m != ours and by.get(t)}
         if not others:
             continue
-        tn = TASK_NAMES.get(t, t)
+        tn = task_title(t)
         if math.isnan(m_ours):
-            out.append(f"On {tn}, {ours}'s {name} is undefined (NaN) on the test split, so no comparison is made.")
+            out.append(f"On {tn}, {nm[ours]}'s {name} is undefined (NaN) on the test split, so no comparison is made.")
             continue
         not_beaten = sorted(((m, v) for m, v in others.items() if not m_ours > v[0]), key=lambda kv: -kv[1][0])
         if not_beaten:
-            names = ", ".join(f"{m} ({format_mean_std(*v)})" for m, v in not_beaten)
-            out.append(f"On {tn}, {ours} ({name} {format_mean_std(m_ours, s_ours)}) does NOT beat: {names}.")
+            names = ", ".join(f"{nm[m]} ({format_mean_std(*v)})" for m, v in not_beaten)
+            out.append(f"On {tn}, {nm[ours]} ({name} {format_mean_std(m_ours, s_ours)}) does NOT beat: {names}.")
         else:
             best, (bm, bs) = max(others.items(), key=lambda kv: kv[1][0])
             gap = 100 * (m_ours - bm)
@@ -266,8 +260,8 @@ def comparison_sentences(per_seed: Mapping[str, Mapping[str, Sequence[Mapping[st
                 note = " (one seed: no spread measured, so the gap's reliability is unknown)"
             elif m_ours - bm <= spread:
                 note = f" -- within one standard deviation ({100 * spread:.2f}), so not a clear win"
-            out.append(f"On {tn}, {ours} has the highest mean {name} ({format_mean_std(m_ours, s_ours)}), "
-                       f"{gap:.2f} points above the best baseline {best} ({format_mean_std(bm, bs)}){note}.")
+            out.append(f"On {tn}, {nm[ours]} has the highest mean {name} ({format_mean_std(m_ours, s_ours)}), "
+                       f"{gap:.2f} points above the best baseline {nm[best]} ({format_mean_std(bm, bs)}){note}.")
     return out
 
 
@@ -321,7 +315,7 @@ def _save_fig(fig, path: str | Path) -> Path:
 
 
 def plot_training_ratio(curves: Mapping[str, Mapping[float, Sequence[float]]], path: str | Path,
-                        oracle: float | None = None, task: str = "readmission", metric: str = "auroc") -> Path:
+                        task: str, oracle: float | None = None, metric: str = "auroc") -> Path:
     """Figure 4: test `metric` vs the fraction of the training set, mean ± std band per model.
 
     curves[model][fraction] = [metric of each seed].
@@ -341,7 +335,7 @@ def plot_training_ratio(curves: Mapping[str, Mapping[float, Sequence[float]]], p
     ax.set_xticks(sorted({x for c in curves.values() for x in c}))
     ax.set_xlabel("fraction of the training set")
     ax.set_ylabel(f"test {METRIC_NAMES.get(metric, metric)}")
-    ax.set_title(f"{TASK_NAMES.get(task, task)}: {METRIC_NAMES.get(metric, metric)} vs training data "
+    ax.set_title(f"{task_title(task)}: {METRIC_NAMES.get(metric, metric)} vs training data "
                  "(mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -391,5 +385,5 @@ def plot_attention(words: Sequence[str], word_weights: Sequence[float], codes: S
 
 __all__ = ["ReportTable", "table_iii", "parse_markdown_table", "comparison_sentences", "oracle_fraction",
            "plot_training_ratio", "plot_attention", "write_text", "write_json", "column", "ORACLE_ROW",
-           "TABLE_METRICS", "READMISSION_METRICS", "METRIC_DEFINITIONS", "metric_definitions", "TRAINING_FIELDS",
+           "TABLE_METRICS", "task_title", "metric_definitions", "TRAINING_FIELDS",
            "AT_CAP", "RUN_COLUMNS", "training_header", "training_markdown", "runs_csv", "reached_cap"]

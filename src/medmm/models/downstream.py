@@ -15,9 +15,8 @@ Batch layouts (padding id 0; keys present only for the modalities the model read
 A note that is absent (a visit without a discharge summary) is a row whose attention mask is all
 zero; models then leave that visit out of their mean over notes.
 
-The registry maps a name to a builder `(spec, assets, **overrides) -> nn.Module`; `overrides` are
-fields of the model's config dataclass. Builders import their module lazily, so importing this
-file stays cheap and the baseline files can import the helpers below without a cycle.
+The registry (`MODELS`, at the end) is one table: each model's module, config class, the
+modalities it reads and its relative cost (`ModelEntry`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import hashlib
 import importlib
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -37,11 +36,7 @@ if TYPE_CHECKING:
     from medmm.models.assets import Assets
     from medmm.tasks.spec import TaskSpec
 
-Builder = Callable[..., nn.Module]
 C = TypeVar("C")
-
-HISTORY_TASKS = ("medication",)  # tasks whose batches carry the hist_* keys
-
 
 # ---- configs and task layout --------------------------------------------------------------------
 
@@ -55,8 +50,9 @@ def make_config(cls: type[C], overrides: dict[str, Any], model: str) -> C:
 
 
 def uses_history(spec: TaskSpec) -> bool:
-    """True for the medication task: the batch holds the patient's earlier visits (G-BERT protocol)."""
-    return spec.name in HISTORY_TASKS
+    """True when the task's batches hold the patient's earlier visits (`TaskSpec.history`: the
+    medication task's G-BERT protocol, next-visit diagnosis)."""
+    return bool(spec.history)
 
 
 def require(batch: dict[str, torch.Tensor], keys: Iterable[str], model: str) -> None:
@@ -302,43 +298,56 @@ def warm_note_cache(tower: FrozenTextTower, notes: Iterable[list[int]], batch_si
     return len(todo)
 
 
-# ---- registry -----------------------------------------------------------------------------------
+# ---- registry ----------------------------------------------------------------------------------
 
-def _lazy(module: str, **fixed: Any) -> Builder:
-    def builder(spec: TaskSpec, assets: Assets, **overrides: Any) -> nn.Module:
-        return importlib.import_module(module).build(spec, assets, **fixed, **overrides)
-
-    builder.__name__ = f"build_{module.rsplit('.', 1)[-1]}"
-    return builder
+NOTE, DX, MED = "note", "dx_codes", "med_codes"  # `medmm.modalities` names
+TEXT_AND_CODES, CODES_ONLY, TEXT_ONLY = frozenset({NOTE, DX, MED}), frozenset({DX, MED}), frozenset({NOTE})
 
 
-_B = "medmm.models.baselines."
-MODELS: dict[str, Builder] = {
-    "lr": _lazy(_B + "lr"),
-    "rnn": _lazy(_B + "rnn"),
-    "cnn": _lazy(_B + "cnn"),
-    "gbert": _lazy(_B + "gbert", init="gbert"),
-    "medbert": _lazy(_B + "medbert"),
-    "clinicalbert": _lazy(_B + "clinicalbert"),
-    "gbert+clinicalbert": _lazy(_B + "combos", codes="gbert"),
-    "medbert+clinicalbert": _lazy(_B + "combos", codes="medbert"),
-    "medm-plm": _lazy(_B + "medm_plm_heads", variant="medm-plm"),
-    "medm-plm-cross_modal": _lazy(_B + "medm_plm_heads", variant="medm-plm-cross_modal"),
-    "gbert-medm-init": _lazy(_B + "gbert", init="medm-plm"),
-}
+@dataclass(frozen=True)
+class ModelEntry:
+    """One downstream model of the registry: where it is built, from which config, what it reads.
 
-_INPUTS: dict[str, frozenset[str]] = {
-    "lr": frozenset({"text", "codes"}),
-    "rnn": frozenset({"codes"}),
-    "cnn": frozenset({"text"}),
-    "gbert": frozenset({"codes"}),
-    "medbert": frozenset({"codes"}),
-    "clinicalbert": frozenset({"text"}),
-    "gbert+clinicalbert": frozenset({"text", "codes"}),
-    "medbert+clinicalbert": frozenset({"text", "codes"}),
-    "medm-plm": frozenset({"text", "codes"}),
-    "medm-plm-cross_modal": frozenset({"text", "codes"}),
-    "gbert-medm-init": frozenset({"codes"}),
+    Built by `medmm.models.baselines.<module>.build(spec, assets, **fixed, **overrides)`, imported
+    when first used (so importing this file stays cheap and the baseline files can import the
+    helpers above without a cycle); `overrides` (`finetune.model_overrides.<model>`) are fields of
+    the module's `config` dataclass. `reads`: the modalities (`medmm.modalities`) its batches must
+    carry, and all that the collator builds for it. `cost`: relative fine-tuning cost per sample,
+    for scheduling runs over worker processes.
+    """
+
+    title: str  # the model's name in the papers and in reports
+    module: str
+    config: str
+    reads: frozenset[str]
+    fixed: tuple[tuple[str, Any], ...] = ()
+    cost: float = 1.0
+
+    def build(self, spec: TaskSpec, assets: Assets, **overrides: Any) -> nn.Module:
+        module = importlib.import_module("medmm.models.baselines." + self.module)
+        return module.build(spec, assets, **dict(self.fixed), **overrides)
+
+    def config_class(self) -> type:
+        return getattr(importlib.import_module("medmm.models.baselines." + self.module), self.config)
+
+
+MODELS: dict[str, ModelEntry] = {
+    "lr": ModelEntry("LR", "lr", "LRConfig", TEXT_AND_CODES, cost=0.05),
+    "rnn": ModelEntry("RNN", "rnn", "RNNConfig", CODES_ONLY),
+    "cnn": ModelEntry("CNN", "cnn", "CNNConfig", TEXT_ONLY),
+    "gbert": ModelEntry("G-BERT", "gbert", "GBertConfig", CODES_ONLY, (("init", "gbert"),)),
+    "medbert": ModelEntry("Med-BERT", "medbert", "MedBERTConfig", CODES_ONLY),
+    "clinicalbert": ModelEntry("ClinicalBERT", "clinicalbert", "ClinicalBERTConfig", TEXT_ONLY),
+    "gbert+clinicalbert": ModelEntry("G-BERT+ClinicalBERT", "combos", "ComboConfig", TEXT_AND_CODES,
+                                     (("codes", "gbert"),)),
+    "medbert+clinicalbert": ModelEntry("Med-BERT+ClinicalBERT", "combos", "ComboConfig", TEXT_AND_CODES,
+                                       (("codes", "medbert"),)),
+    "medm-plm": ModelEntry("MedM-PLM", "medm_plm_heads", "MedMPLMHeadConfig", TEXT_AND_CODES,
+                           (("variant", "medm-plm"),)),
+    "medm-plm-cross_modal": ModelEntry("MedM-PLM w/o cross-modal", "medm_plm_heads", "MedMPLMHeadConfig",
+                                       TEXT_AND_CODES, (("variant", "medm-plm-cross_modal"),)),
+    "gbert-medm-init": ModelEntry("G-BERT (MedM-PLM code tower)", "gbert", "GBertConfig", CODES_ONLY,
+                                  (("init", "medm-plm"),)),
 }
 
 
@@ -347,13 +356,24 @@ def _check_name(name: str) -> None:
         raise KeyError(f"unknown downstream model {name!r}; known: {', '.join(MODELS)}")
 
 
-def model_inputs(name: str) -> set[str]:
-    """Modalities the model reads: "text" (input_ids / hist_input_ids ...) and/or "codes"."""
+def model_inputs(name: str) -> frozenset[str]:
+    """The modalities the model reads (`medmm.modalities` names: note, dx_codes, med_codes)."""
     _check_name(name)
-    return set(_INPUTS[name])
+    return MODELS[name].reads
+
+
+def model_title(name: str) -> str:
+    """The model's name in the papers (G-BERT, ClinicalBERT, MedM-PLM, ...), for reports."""
+    _check_name(name)
+    return MODELS[name].title
+
+
+def model_cost(name: str) -> float:
+    _check_name(name)
+    return MODELS[name].cost
 
 
 def build_model(name: str, spec: TaskSpec, assets: Assets, **overrides: Any) -> nn.Module:
     """The downstream model `name` for task `spec`, initialised from `assets`."""
     _check_name(name)
-    return MODELS[name](spec, assets, **overrides)
+    return MODELS[name].build(spec, assets, **overrides)

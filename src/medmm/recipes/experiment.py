@@ -92,9 +92,10 @@ from medmm.eval.metrics import binary_metrics
 from medmm.recipes.finetune import (FinetuneConfig, TaskData, check_finetune_config, load_records, model_lr,
                                     predict, prepare_task, resolved_train_config, run_finetune)
 from medmm.tasks.featurize import Collator, NoteTokens
-from medmm.tasks.spec import TASK_NAMES
+from medmm.tasks.registry import TASK_NAMES, task_class
 
 DEFAULT_MODELS = ("lr", "gbert", "clinicalbert", "gbert+clinicalbert", "medm-plm-cross_modal", "medm-plm")
+TABLE_III_TASKS = ("readmission", "medication", "icd_coding")  # the paper's; any registered task may be added
 
 
 @dataclass
@@ -214,19 +215,23 @@ def find_ground_truth(data_dir: str | Path, raw_dir: str | Path | None = None,
     return None
 
 
-def oracle_readmission(td: TaskData, gt_path: Path) -> dict[str, float]:
-    """AUROC / AUPRC of the generator's true p_readmit_30d on the readmission test samples."""
-    gt = pl.read_parquet(gt_path, columns=["HADM_ID", "p_readmit_30d"])
+def oracle_metrics(td: TaskData, gt_path: Path) -> dict[str, float] | None:
+    """AUROC / AUPRC of the generator's true probability (the task's `oracle_column` of the
+    ground truth, by HADM_ID) on the task's test samples; None for a task without one."""
+    col = td.task.oracle_column
+    if col is None:
+        return None
+    gt = pl.read_parquet(gt_path, columns=["HADM_ID", col])
     test = td.splits["test"]
     df = test.meta.with_row_index("i").join(gt, left_on="visit_id", right_on="HADM_ID", how="left")
-    missing = df.filter(pl.col("p_readmit_30d").is_null())
+    missing = df.filter(pl.col(col).is_null())
     if missing.height:
-        raise ValueError(f"{gt_path}: column p_readmit_30d has no row for HADM_ID {missing['visit_id'][0]} "
+        raise ValueError(f"{gt_path}: column {col} has no row for HADM_ID {missing['visit_id'][0]} "
                          f"({missing.height} test admissions missing); is it this dataset's ground truth?")
-    p = df.sort("i")["p_readmit_30d"].to_numpy().astype(np.float64)
+    p = df.sort("i")[col].to_numpy().astype(np.float64)
     m = binary_metrics(test.labels, p)
     # Ranking metrics only: the generator's probabilities are on the natural prevalence, not the
-    # task's 1:1 undersampled one, so a 0.5 threshold on them says nothing about the oracle.
+    # task's possibly undersampled one, so a 0.5 threshold on them says nothing about the oracle.
     return {"auroc": m["auroc"], "auprc": m["auprc"]}
 
 
@@ -237,7 +242,7 @@ def oracle_readmission(td: TaskData, gt_path: Path) -> dict[str, float]:
 def attention_example(model: Any, td: TaskData, assets: Any, cfg: FinetuneConfig) -> dict[str, Any] | None:
     """Words, codes and the two attention rows of one test visit (highest-scored true positive)."""
     test = td.splits["test"]
-    collate = Collator(td.spec, text=True, codes=True)
+    collate = Collator(td.spec)  # every modality: the model reads notes and codes
     probs, extra = predict(model, test, collate, cfg.eval_batch_size, keys=("attn_code_to_text", "attn_text_to_code"))
     if not extra["attn_code_to_text"] or not extra["attn_text_to_code"]:
         return None
@@ -261,9 +266,6 @@ def attention_example(model: Any, td: TaskData, assets: Any, cfg: FinetuneConfig
 
 RESULT, RUN_CONFIG, ATTENTION = "result.json", "run_config.json", "attention.json"
 CLOCK_KEYS = ("wall_time_s", "cpu_time_s", "train_time_s")  # per run; kept out of results.json
-# FinetuneConfig fields that only one task reads: the other tasks' runs do not depend on them.
-_TASK_ONLY = {"readmission_balance": "readmission", "icd_label_set": "icd_coding", "icd_top_k": "icd_coding",
-              "max_history": "medication"}
 
 
 @dataclass
@@ -308,9 +310,9 @@ def run_config(task: str, model: str, seed: int, train_fraction: float, ft: Fine
     resolved["train"] = dataclasses.asdict(resolved_train_config(model, task, ft, seed))
     del resolved["lr"], resolved["selection_metric"]  # resolved into train.lr / train.early_stopping_metric
     resolved["model_overrides"] = ft.model_overrides.get(model, {})
-    for name, only in _TASK_ONLY.items():
-        if task != only:
-            del resolved[name]
+    # Task options (`Task.options`) of the other tasks: this run does not depend on them.
+    for name in {o for t in TASK_NAMES for o in task_class(t).options} - set(task_class(task).options):
+        del resolved[name]
     return {"task": task, "model": model, "seed": seed, "train_fraction": train_fraction, "finetune": resolved,
             "inputs": inputs}
 
@@ -463,7 +465,7 @@ def warm_text_caches(models: Sequence[str], task_data: dict[str, TaskData], asse
              for key in ("input_ids", "hist_input_ids") if key in ds.features
              for n in (ds.features[key] if key == "input_ids" else (x for h in ds.features[key] for x in h))]
     for m in models:
-        if "text" not in downstream.model_inputs(m) or not ft.model_overrides.get(m, {}).get("text_frozen"):
+        if "note" not in downstream.model_inputs(m) or not ft.model_overrides.get(m, {}).get("text_frozen"):
             continue
         spec = next(iter(task_data.values())).spec
         for tower in downstream.frozen_text_towers(downstream.build_model(m, spec, assets, **ft.model_overrides[m])):
@@ -474,7 +476,7 @@ def warm_text_caches(models: Sequence[str], task_data: dict[str, TaskData], asse
 
 
 def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: Any,
-                            models: Sequence[str] = DEFAULT_MODELS, tasks: Sequence[str] = TASK_NAMES,
+                            models: Sequence[str] = DEFAULT_MODELS, tasks: Sequence[str] = TABLE_III_TASKS,
                             seeds: int | Sequence[int] = 3, train_ratios: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
                             cfg: ExperimentConfig | None = None, raw_dir: str | Path | None = None) -> Path:
     """Run models x tasks x seeds (+ Figure 4 ratios) and write the report; return report.md's path."""
@@ -556,12 +558,13 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
     attention = next((json.loads((run.dir / ATTENTION).read_text(encoding="utf-8")) for run in runs
                       if run.attention), None)
 
-    # Oracle on the readmission test samples (synthetic data with a ground truth only).
+    # Oracles on the test samples of the tasks whose truth the generator records (synthetic data only).
     oracle: dict[str, dict[str, float]] = {}
-    gt = find_ground_truth(data_dir, raw_dir) if "readmission" in tasks else None
-    if gt is not None:
-        oracle["readmission"] = oracle_readmission(task_data["readmission"], gt)
-        _log(t0, f"oracle (generator truth, {gt}): test AUROC {_fmt(oracle['readmission']['auroc'])}")
+    with_truth = [t for t in tasks if task_data[t].task.oracle_column is not None]
+    gt = find_ground_truth(data_dir, raw_dir) if with_truth else None
+    for t in with_truth if gt is not None else ():
+        oracle[t] = oracle_metrics(task_data[t], gt)
+        _log(t0, f"oracle of {t} (generator truth, {gt}): test AUROC {_fmt(oracle[t]['auroc'])}")
 
     table_runs = [{k: v for k, v in res.items() if k not in CLOCK_KEYS} for res in results]
     from medmm.recipes.pretrain import pretraining_note
@@ -710,9 +713,11 @@ def _terminate_workers(pool: Any) -> None:
 
 def _job_cost(run: RunSpec, task_data: dict[str, TaskData]) -> float:
     """A rough relative cost for scheduling: training samples x fraction x model weight."""
-    t, m, r = run.task, run.model, run.train_fraction
-    weight = 0.05 if m == "lr" else (3.0 if t == "medication" else 1.0)
-    return len(task_data[t].splits["train"]) * r * weight
+    from medmm.models import downstream
+
+    td = task_data[run.task]
+    weight = downstream.model_cost(run.model) * (3.0 if td.spec.history else 1.0)
+    return len(td.splits["train"]) * run.train_fraction * weight
 
 
 def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[str], seeds: list[int],
@@ -725,8 +730,11 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
     per_seed = {m: {t: [r["metrics"] for r in full if r["model"] == m and r["task"] == t] for t in tasks}
                 for m in models}
     training = {m: {t: [r for r in full if r["model"] == m and r["task"] == t] for t in tasks} for m in models}
-    table = R.table_iii(per_seed, tasks, oracle=oracle or None, training=training)
-    sentences = R.comparison_sentences(per_seed, tasks, ours=cfg.ours)
+    from medmm.models.downstream import model_title
+
+    names = {m: model_title(m) for m in models}
+    table = R.table_iii(per_seed, tasks, oracle=oracle or None, training=training, row_names=names)
+    sentences = R.comparison_sentences(per_seed, tasks, ours=cfg.ours, row_names=names)
 
     curves = {m: {f: [r["metrics"]["auroc"] for r in runs if r["model"] == m and r["task"] == cfg.ratio_task
                       and r["train_fraction"] == f] for f in ratios} for m in ratio_models}
@@ -762,27 +770,23 @@ def _write_outputs(out: Path, runs: list[dict], models: list[str], tasks: list[s
     md += ["", pretraining] if pretraining else []  # which towers were pre-trained, on what
     if cfg.budget_note:
         md += ["", cfg.budget_note]
-    if "readmission" in tasks:
-        bal = cfg.finetune.readmission_balance
-        md.append("")
-        md.append("Readmission samples: " + ("positives and negatives undersampled 1:1 in every split (the paper's "
-                                             "protocol)." if bal == "undersample" else
-                                             "every eligible admission, at the natural prevalence "
-                                             "(`readmission_balance: natural`; the paper undersampled 1:1)."))
+    for t in tasks:
+        if task_data[t].task.describe_samples():
+            md += ["", task_data[t].task.describe_samples()]
     md += ["", "## Table III", "", table.markdown.rstrip(), ""]
     md += [f"* {d}" for d in R.metric_definitions(tasks)] + [""]
-    if oracle:
-        o = oracle["readmission"]
-        md.append(f"The oracle row scores the generator's true 30-day readmission probability on the same test "
-                  f"admissions (Bayes-optimal ranking; AUROC {100 * o['auroc']:.2f}); '% of oracle margin' is "
-                  "(AUROC - 50) / (oracle AUROC - 50) per seed.")
+    for t, o in oracle.items():
+        md.append(f"The oracle row scores {task_data[t].task.oracle_what} (Bayes-optimal ranking; AUROC "
+                  f"{100 * o['auroc']:.2f}); '% of oracle margin' is (AUROC - 50) / (oracle AUROC - 50) per seed.")
         md.append("")
-    elif "readmission" in tasks:
+    if not oracle and any(task_data[t].task.oracle_column for t in tasks):
         md += ["No generator ground truth was found beside the dataset, so there is no oracle row.", ""]
-    if "readmission" in tasks:
-        rt = R.table_iii(per_seed, ["readmission"], metrics=R.READMISSION_METRICS)
-        md += ["## Readmission under each F1 and PR-area definition", "", rt.markdown.rstrip(), ""]
-        md += [f"* {d}" for d in R.metric_definitions(["readmission"], R.READMISSION_METRICS)] + [""]
+    for t in tasks:
+        task = task_data[t].task
+        if task.detail_metrics:
+            rt = R.table_iii(per_seed, [t], metrics=task.detail_metrics, row_names=names)
+            md += [f"## {task.detail_heading}", "", rt.markdown.rstrip(), ""]
+            md += [f"* {d}" for d in R.metric_definitions([t], task.detail_metrics)] + [""]
     if sentences:
         md += ["## How MedM-PLM compares (test AUROC)", ""] + [f"* {s}" for s in sentences] + [""]
     md += ["## Figures", ""]
@@ -918,7 +922,7 @@ def main_experiment(args: dict[str, Any]) -> Path:
     assets = resolve_assets(args["pretrained"], args.get("text"), args.get("gbert"))
     seeds = args.get("seeds", 3)
     return run_medm_plm_experiment(args["data"], out, assets, models=args.get("models") or DEFAULT_MODELS,
-                                   tasks=args.get("tasks") or TASK_NAMES, seeds=seeds,
+                                   tasks=args.get("tasks") or TABLE_III_TASKS, seeds=seeds,
                                    train_ratios=args.get("ratios") or (0.1, 0.25, 0.5, 1.0), cfg=cfg,
                                    raw_dir=args.get("raw"))
 
@@ -943,7 +947,7 @@ def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretra
     save_config(cfg, out / "experiment.yaml")
     assets = resolve_assets(pretrain_dir, text_dir, gbert_dir)
     try:
-        return run_medm_plm_experiment(data_dir, out, assets, models=DEFAULT_MODELS, tasks=TASK_NAMES, seeds=seeds,
+        return run_medm_plm_experiment(data_dir, out, assets, models=DEFAULT_MODELS, tasks=TABLE_III_TASKS, seeds=seeds,
                                        train_ratios=DEMO_RATIOS, cfg=cfg, raw_dir=raw_dir)
     finally:
         from medmm.models.downstream import clear_note_caches
@@ -952,5 +956,5 @@ def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretra
 
 
 __all__ = ["ExperimentConfig", "demo_experiment_config", "run_demo_experiment", "warm_text_caches", "run_medm_plm_experiment", "main_experiment", "resolve_assets",
-           "find_ground_truth", "oracle_readmission", "attention_example", "DEFAULT_MODELS", "RunSpec",
+           "find_ground_truth", "oracle_metrics", "attention_example", "DEFAULT_MODELS", "RunSpec",
            "run_config", "input_identity", "stored_result", "load_result"]

@@ -17,11 +17,9 @@ Protocol (MedM-PLM §III-D, §IV-B):
   Table III; G-BERT selected medication models by PR-AUC, available as "gbert_prauc");
 * the best checkpoint is evaluated ONCE on the test split. Model selection never sees the test set.
 
-Test metrics (`task_metrics`):
-    readmission   `binary_metrics` (f1, accuracy, auroc, auprc, precision, recall)
-    medication    `multilabel_metrics` (f1 micro, accuracy = Hamming, auroc micro, ...) and
-                  G-BERT's per-visit `gbert_metrics` prefixed "gbert_" (gbert_jaccard, gbert_f1, gbert_prauc)
-    icd_coding    `multilabel_metrics` and CAML's `caml_metrics` (micro_f1, macro_f1, micro_auc, p@5, ...)
+Test metrics: each task's `test_metrics` (its file under `medmm.tasks` says which: readmission
+`binary_metrics`; medication `multilabel_metrics` and G-BERT's per-visit `gbert_metrics` prefixed
+"gbert_"; ICD coding `multilabel_metrics` and CAML's `caml_metrics`).
 
 Outputs in `out_dir`: train/ (the loop's config.yaml, metrics.jsonl, summary.json; checkpoints/
 last and best, kept until the test split is scored and then removed unless `keep_checkpoints`,
@@ -52,13 +50,10 @@ that model's config class (`override_fields`).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 import json
 import math
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,9 +65,10 @@ from torch import nn
 
 from medmm.config import did_you_mean
 from medmm.data.io import atomic_write_text
-from medmm.eval.metrics import binary_metrics, caml_metrics, gbert_metrics, multilabel_metrics
+from medmm.tasks.base import Task
 from medmm.tasks.featurize import MAX_HISTORY, Collator, NoteTokens, TaskDataset, featurize
-from medmm.tasks.spec import TASK_NAMES, TaskSpec
+from medmm.tasks.registry import TASK_NAMES, build_task, task_class
+from medmm.tasks.spec import TaskSpec
 from medmm.train.checkpoint import seed_everything
 from medmm.train.device import model_device, to_device
 from medmm.train.loop import EpochSampler, Trainer, TrainConfig
@@ -83,7 +79,8 @@ EPOCH_CAP, PATIENCE = 50, 5  # converged by default: early stopping decides, the
 
 # The learning rate of each downstream model (a {task: rate} mapping where the source sets one
 # rate per task). `FinetuneConfig.lr` replaces entries; tests check that every registered model has one.
-_PAPER_TASK_LR = {"medication": 5e-5, "readmission": 2e-5, "icd_coding": 1e-5}
+# Next-visit diagnosis is not in the paper: the medication rate, its other task over a visit history.
+_PAPER_TASK_LR = {"medication": 5e-5, "readmission": 2e-5, "icd_coding": 1e-5, "next_visit_dx": 5e-5}
 DEFAULT_LR: dict[str, float | dict[str, float]] = {
     # MedM-PLM §IV-B (paper-notes): 5e-5 medication, 2e-5 readmission, 1e-5 ICD coding, for the
     # 12-layer ClinicalBERT text tower with its last 2 layers, the code tower and the heads trained.
@@ -143,17 +140,6 @@ class FinetuneConfig:
 # Config checks: every key of the mapping-valued options, before any training
 
 
-# The config class that each registered model's builder fills from `model_overrides[model]`
-# (module of medmm.models.baselines, class); tests check it covers the registry.
-_OVERRIDE_CONFIGS = {
-    "lr": ("lr", "LRConfig"), "rnn": ("rnn", "RNNConfig"), "cnn": ("cnn", "CNNConfig"),
-    "gbert": ("gbert", "GBertConfig"), "gbert-medm-init": ("gbert", "GBertConfig"),
-    "medbert": ("medbert", "MedBERTConfig"), "clinicalbert": ("clinicalbert", "ClinicalBERTConfig"),
-    "gbert+clinicalbert": ("combos", "ComboConfig"), "medbert+clinicalbert": ("combos", "ComboConfig"),
-    "medm-plm": ("medm_plm_heads", "MedMPLMHeadConfig"), "medm-plm-cross_modal": ("medm_plm_heads", "MedMPLMHeadConfig"),
-}
-
-
 def _model_names() -> list[str]:
     from medmm.models import downstream  # the registry, looked up at call time
 
@@ -161,26 +147,17 @@ def _model_names() -> list[str]:
 
 
 def override_fields(model: str) -> list[str] | None:
-    """The `model_overrides.<model>` keys that `model`'s builder accepts (None: not known here)."""
-    if model not in _OVERRIDE_CONFIGS:
-        return None
-    module, name = _OVERRIDE_CONFIGS[model]
-    cls = getattr(importlib.import_module(f"medmm.models.baselines.{module}"), name)
-    return [f.name for f in dataclasses.fields(cls)]
+    """The `model_overrides.<model>` keys that `model`'s builder accepts: the fields of its
+    registry entry's config class (None for a name that is not registered)."""
+    from medmm.models import downstream  # the registry, looked up at call time
+
+    entry = downstream.MODELS.get(model)
+    return None if entry is None else [f.name for f in dataclasses.fields(entry.config_class())]
 
 
-@functools.cache
 def selection_metrics(task: str) -> tuple[str, ...]:
-    """The validation metrics `task` logs every epoch (`_val_metrics`): the choices of
-    `selection_metric[task]`. Read off a two-sample evaluation, so the list cannot drift."""
-    if task == "readmission":
-        spec, y, p = TaskSpec(task, "binary", 1, ["y"]), np.array([0.0, 1.0]), np.array([0.3, 0.6])
-    else:
-        spec = TaskSpec(task, "multilabel", 2, ["a", "b"])
-        y, p = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.3, 0.6], [0.6, 0.3]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return tuple(sorted(_val_metrics(spec, y, p)))
+    """The validation metrics `task` logs every epoch: the choices of `selection_metric[task]`."""
+    return task_class(task).selection_metrics()
 
 
 def _unknown(kind: str, name: str, key: str, valid: list[str]) -> ValueError:
@@ -244,6 +221,7 @@ class TaskData:
     spec: TaskSpec
     samples: pl.DataFrame
     splits: dict[str, TaskDataset]
+    task: Task  # what built them: its metrics score the predictions
 
 
 def load_records(data: str | Path | pl.DataFrame) -> pl.DataFrame:
@@ -257,45 +235,21 @@ def load_records(data: str | Path | pl.DataFrame) -> pl.DataFrame:
 
 
 def task_samples(task: str, records: pl.DataFrame, cfg: FinetuneConfig) -> tuple[pl.DataFrame, TaskSpec]:
-    """The task builder's samples and the TaskSpec (label vocabulary from the TRAIN split only)."""
-    if task == "readmission":
-        from medmm.tasks.readmission import ReadmissionTask
-
-        samples = ReadmissionTask(balance=cfg.readmission_balance, split_seed=cfg.split_seed).build(records)
-        return samples, TaskSpec("readmission", "binary", 1, ["readmitted_30d"])
-    if task == "medication":
-        from medmm.tasks.medication import MedicationTask
-
-        samples = MedicationTask(split_seed=cfg.split_seed).build(records)
-        train = samples.filter(pl.col("split") == "train")
-        # Output space: ATC-3 classes given in training visits, most frequent first (a class never
-        # seen in training cannot be learned; test visits' other classes are out of the space).
-        counts = train.select(pl.col("target_med")).explode("target_med").group_by("target_med").len()
-        labels = counts.sort(["len", "target_med"], descending=[True, False])["target_med"].to_list()
-        if not labels:
-            raise ValueError("medication: no training sample has a medication (too few multi-visit patients?)")
-        return samples, TaskSpec("medication", "multilabel", len(labels), labels)
-    if task == "icd_coding":
-        from medmm.tasks.icd_coding import ICDCodingTask
-
-        samples, labels = ICDCodingTask(label_set=cfg.icd_label_set, top_k=cfg.icd_top_k,
-                                        split_seed=cfg.split_seed).build(records)
-        if not labels:
-            raise ValueError("icd_coding: no training visit has a note and a diagnosis")
-        return samples, TaskSpec("icd_coding", "multilabel", len(labels), labels)
-    raise KeyError(f"unknown task {task!r}; choose from {', '.join(TASK_NAMES)}")
+    """The task's samples and its TaskSpec (label vocabulary from the TRAIN split only)."""
+    return build_task(task, cfg).samples(records)
 
 
 def prepare_task(task: str, records: pl.DataFrame, assets: Any, cfg: FinetuneConfig,
                  notes: NoteTokens | None = None) -> TaskData:
-    samples, spec = task_samples(task, records, cfg)
+    builder = build_task(task, cfg)
+    samples, spec = builder.samples(records)
     for s in ("train", "val", "test"):
         if samples.filter(pl.col("split") == s).height == 0:
             raise ValueError(f"task {task!r}: the {s} split is empty ({samples.height} samples in all); "
                              "the dataset is too small for an 8:1:1 patient split")
     if notes is None or notes.max_text_len != cfg.max_text_len:
         notes = NoteTokens.build(records, assets.tokenizer, cfg.max_text_len)
-    return TaskData(spec, samples, featurize(samples, records, spec, assets, notes, cfg.max_history))
+    return TaskData(spec, samples, featurize(samples, records, spec, builder, assets, notes), builder)
 
 
 def train_subset(ds: TaskDataset, fraction: float, seed: int) -> TaskDataset:
@@ -339,31 +293,8 @@ def predict(model: nn.Module, ds: TaskDataset, collate: Collator, batch_size: in
 
 
 def task_metrics(spec: TaskSpec, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The task's full metric set (see module docstring)."""
-    if spec.kind == "binary":
-        return binary_metrics(y, p)
-    out = multilabel_metrics(y, p)
-    if spec.name == "medication":
-        out.update({f"gbert_{k}": v for k, v in gbert_metrics(y, p).items()})
-    elif spec.name == "icd_coding":
-        out.update(caml_metrics(y, p, ks=(5, 8, 15)))
-    return out
-
-
-def _val_metrics(spec: TaskSpec, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """What the loop logs each epoch: cheap metrics and the selection metric."""
-    eps = 1e-7
-    pc = np.clip(p, eps, 1 - eps)
-    loss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc)))
-    if spec.kind == "binary":
-        m = binary_metrics(y, p)
-    else:
-        full = multilabel_metrics(y, p)
-        m = {k: full[k] for k in ("f1", "accuracy", "auroc", "auprc")}
-        if spec.name == "medication":
-            m.update({f"gbert_{k}": v for k, v in gbert_metrics(y, p).items()})
-    m["loss"] = loss
-    return m
+    """The task's full metric set (`Task.test_metrics`; see the task's file)."""
+    return task_class(spec.name).test_metrics(y, p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +343,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
     train_ds = train_subset(td.splits["train"], train_fraction, seed)
     val_ds, test_ds = td.splits["val"], td.splits["test"]
     inputs = downstream.model_inputs(model_name)
-    collate = Collator(spec, text="text" in inputs, codes="codes" in inputs)
+    collate = Collator(spec, reads=inputs)
     selection = cfg.selection_metric.get(spec.name, PRIMARY)
 
     seed_everything(seed)  # the new layers' initialisation depends on the seed
@@ -422,7 +353,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         p, _ = predict(m, val_ds, collate, cfg.eval_batch_size)
-        return _val_metrics(spec, y_val, p)
+        return td.task.val_metrics(y_val, p)
 
     run_config = {"model": model_name, "task": spec.name, "seed": seed, "train_fraction": train_fraction,
                   "finetune": {**dataclasses.asdict(cfg), "train": dataclasses.asdict(tcfg)}}
@@ -431,7 +362,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
     # The loop has restored the best validation checkpoint; the test split is scored once.
     p_test, _ = predict(model, test_ds, collate, cfg.eval_batch_size)
     epochs = training_epochs(fit, tcfg, len(train_ds))
-    metrics = task_metrics(spec, test_ds.labels, p_test)
+    metrics = td.task.test_metrics(test_ds.labels, p_test)
     _save_predictions(out / "predictions.parquet", test_ds, p_test)
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / "train" / "checkpoints", ignore_errors=True)

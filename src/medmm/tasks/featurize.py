@@ -1,16 +1,21 @@
 """Task samples + visit records -> tensors: the batch layout of the downstream contract.
 
     notes = NoteTokens.build(records, tokenizer, max_text_len=256)     # every note tokenised ONCE
-    data = featurize(samples, records, spec, assets, notes, max_history=3)  # {"train": TaskDataset, ...}
-    loader = DataLoader(data["train"], collate_fn=Collator(spec, text=True, codes=True))
+    task = build_task("medication", finetune_config)                  # medmm.tasks.registry
+    samples, spec = task.samples(records)
+    data = featurize(samples, records, spec, task, assets, notes)      # {"train": TaskDataset, ...}
+    loader = DataLoader(data["train"], collate_fn=Collator(spec, reads=model_inputs("medm-plm")))
 
-Inputs per task (MedM-PLM §III-D; codes via `CodeEncoderConfig.encode`, `[CLS]` first):
+Inputs per task (each task's file builds its own, `Task.features`; MedM-PLM §III-D; codes via
+`CodeEncoderConfig.encode`, `[CLS]` first):
 
     readmission  current note (input_ids)          + current dx + med (code_ids)          Eq. 14
     icd_coding   current note (input_ids)          + current med only (code_ids, dx = [])   Eq. 16
     medication   current dx only (code_ids, med = []) + the visits before t: their notes
                  (hist_input_ids) and dx + med codes (hist_code_ids), oldest first, at most
                  `max_history` most recent ones                                           Eq. 11
+    next_visit_dx  current dx + med (code_ids) + the visits up to and INCLUDING t, the same
+                 hist_* keys (nothing of visit t + 1)
 
 Padding id 0 everywhere; batches are padded to their own longest row (dynamic padding). A visit
 without a discharge summary has an EMPTY token list, so its attention-mask row is all zero
@@ -24,7 +29,7 @@ experiment costs one pass over the notes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +38,7 @@ import polars as pl
 import torch
 from torch.utils.data import Dataset
 
+from medmm.modalities import CODES, MODALITIES, check_modalities
 from medmm.tasks.spec import TaskSpec
 
 SPLITS = ("train", "val", "test")
@@ -125,67 +131,48 @@ def multi_hot(label_lists: Sequence[Sequence[str]], label_names: Sequence[str]) 
     return out
 
 
-def _require(df: pl.DataFrame, cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what}: missing column(s) {missing}; has {df.columns}")
+def history_features(samples: pl.DataFrame, records: pl.DataFrame, encode: Any, notes: NoteTokens,
+                     max_history: int | None, task: str) -> tuple[list[list[list[int]]], list[list[list[int]]]]:
+    """The earlier visits of each sample (`history_visit_ids`, oldest first, the `max_history`
+    most recent kept): their notes and their `[CLS] dx.. med..` codes, as (hist_input_ids,
+    hist_code_ids). `records` holds every visit a history names."""
+    for col in ("visit_id", "dx", "med"):
+        if col not in records.columns:
+            raise ValueError(f"visit records: missing column {col!r}; has {records.columns}")
+    # Codes of every visit once; histories index into them.
+    visit_codes = {v: encode(dx, med) for v, dx, med in zip(records["visit_id"].to_list(), records["dx"].to_list(),
+                                                              records["med"].to_list())}
+    hist_text, hist_codes = [], []
+    for v, hist in zip(samples["visit_id"].to_list(), samples["history_visit_ids"].to_list()):
+        if not hist:
+            raise ValueError(f"{task} samples: visit_id {v} has an empty history_visit_ids")
+        if max_history:
+            hist = hist[-max_history:]  # most recent visits; still oldest first
+        try:
+            hist_codes.append([visit_codes[h] for h in hist])
+        except KeyError as e:
+            raise ValueError(f"{task} samples: history visit {e.args[0]} of visit_id {v} is not in the "
+                             "visit records") from None
+        hist_text.append([notes[h] for h in hist])
+    return hist_text, hist_codes
 
 
-def featurize(samples: pl.DataFrame, records: pl.DataFrame, spec: TaskSpec, assets: Any, notes: NoteTokens,
-              max_history: int | None = MAX_HISTORY) -> dict[str, TaskDataset]:
+def featurize(samples: pl.DataFrame, records: pl.DataFrame, spec: TaskSpec, task: Any, assets: Any,
+              notes: NoteTokens) -> dict[str, TaskDataset]:
     """Split a task's samples into train / val / test `TaskDataset`s in the contract layout.
 
-    samples: the task builder's output (with `split`); records: `visit_records(ds)` (the visits
-    referenced by medication histories); notes: `NoteTokens` of those records.
+    samples: the task's `samples(records)` (with `split`); task: the `medmm.tasks.base.Task`
+    that builds the per-sample features; records: `visit_records(ds)` (the visits that
+    histories name); notes: `NoteTokens` of those records.
     """
-    _require(samples, ("patient_id", "visit_id", "split"), f"{spec.name} samples")
-    enc = assets.code_config.encode
+    for col in ("patient_id", "visit_id", "split"):
+        if col not in samples.columns:
+            raise ValueError(f"{spec.name} samples: missing column {col!r}; has {samples.columns}")
     bad = samples.filter(~pl.col("split").is_in(SPLITS))
     if bad.height:
         raise ValueError(f"{spec.name} samples: column 'split' has {bad['split'][0]!r} at visit_id "
                          f"{bad['visit_id'][0]}; expected one of {SPLITS}")
-
-    feats: dict[str, list]
-    if spec.name == "readmission":
-        _require(samples, ("dx", "med", "label"), "readmission samples")
-        feats = {"input_ids": [notes[v] for v in samples["visit_id"].to_list()],
-                 "code_ids": [enc(dx, med) for dx, med in zip(samples["dx"].to_list(), samples["med"].to_list())]}
-        nulls = samples.filter(pl.col("label").is_null())
-        if nulls.height:
-            raise ValueError(f"readmission samples: column 'label' is null at visit_id {nulls['visit_id'][0]}")
-        labels = samples["label"].cast(pl.Float32).to_numpy().astype(np.float32)
-    elif spec.name == "icd_coding":
-        _require(samples, ("med", "labels"), "icd_coding samples")
-        feats = {"input_ids": [notes[v] for v in samples["visit_id"].to_list()],
-                 "code_ids": [enc([], med) for med in samples["med"].to_list()]}
-        labels = multi_hot(samples["labels"].to_list(), spec.label_names)
-    elif spec.name == "medication":
-        _require(samples, ("history_visit_ids", "dx", "target_med"), "medication samples")
-        _require(records, ("visit_id", "dx", "med"), "visit records")
-        # Codes of every visit once; histories index into them.
-        visit_codes = {v: enc(dx, med) for v, dx, med in zip(records["visit_id"].to_list(), records["dx"].to_list(),
-                                                               records["med"].to_list())}
-        hist_text, hist_codes = [], []
-        for v, hist in zip(samples["visit_id"].to_list(), samples["history_visit_ids"].to_list()):
-            if not hist:
-                raise ValueError(f"medication samples: visit_id {v} has an empty history_visit_ids "
-                                 "(the task starts at the second visit)")
-            if v in hist:
-                raise ValueError(f"medication samples: visit_id {v} appears in its own history")
-            if max_history:
-                hist = hist[-max_history:]  # most recent visits; still oldest first
-            try:
-                hist_codes.append([visit_codes[h] for h in hist])
-            except KeyError as e:
-                raise ValueError(f"medication samples: history visit {e.args[0]} of visit_id {v} is not in the "
-                                 "visit records") from None
-            hist_text.append([notes[h] for h in hist])
-        feats = {"code_ids": [enc(dx, []) for dx in samples["dx"].to_list()],
-                 "hist_input_ids": hist_text, "hist_code_ids": hist_codes}
-        labels = multi_hot(samples["target_med"].to_list(), spec.label_names)
-    else:
-        raise ValueError(f"no featurizer for task {spec.name!r}")
-
+    feats, labels = task.features(samples, records, spec, assets.code_config.encode, notes)
     split = samples["split"].to_numpy()
     meta = samples.select("patient_id", "visit_id")
     out = {}
@@ -226,13 +213,16 @@ def pad_3d(seqs: Sequence[Sequence[Sequence[int]]]) -> tuple[torch.Tensor, torch
 class Collator:
     """List of `TaskDataset` samples -> contract batch dict, with only the modalities asked for.
 
-    text / codes: whether the model reads notes / codes (`medmm.models.downstream.model_inputs`);
-    the keys of the other modality are left out, so no tensor is built that nothing reads.
+    reads: the modalities the model reads (`medmm.models.downstream.model_inputs`; names of
+    `medmm.modalities`); the keys of the others are left out, so no tensor is built that nothing
+    reads. Notes are `note`; the one code sequence is built for `dx_codes` or `med_codes`.
     """
 
-    def __init__(self, spec: TaskSpec, text: bool = True, codes: bool = True):
+    def __init__(self, spec: TaskSpec, reads: Iterable[str] = frozenset(MODALITIES)):
+        reads = check_modalities(reads, "Collator")
+        text, codes = "note" in reads, bool(reads & CODES)
         if not (text or codes):
-            raise ValueError("Collator: a model must read text, codes or both")
+            raise ValueError(f"Collator: a model must read notes, codes or both, not only {sorted(reads)}")
         self.spec, self.text, self.codes = spec, text, codes
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -259,4 +249,5 @@ class Collator:
         return batch
 
 
-__all__ = ["NoteTokens", "TaskDataset", "Collator", "featurize", "multi_hot", "pad_2d", "pad_3d", "MAX_HISTORY"]
+__all__ = ["NoteTokens", "TaskDataset", "Collator", "featurize", "history_features", "multi_hot", "pad_2d", "pad_3d",
+           "MAX_HISTORY"]

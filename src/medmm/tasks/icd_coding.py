@@ -14,17 +14,22 @@ micro-F1 and element-wise accuracy at p >= 0.5, micro AUROC).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import polars as pl
 
+from medmm.eval.metrics import caml_metrics
+from medmm.tasks.base import Task, require_columns
+from medmm.tasks.featurize import multi_hot
+from medmm.tasks.spec import TaskSpec
 from medmm.tasks.splits import with_split
-
-NAME = "icd_coding"
-METRICS = ("micro_f1", "macro_f1", "micro_auc", "macro_auc", "p@5")
 
 
 @dataclass
 class ICDCodingTask:
+    """The cohort and label vocabulary (the builder; `ICDCoding` is the task of the registry)."""
+
     label_set: str = "top50"  # or "full"
     top_k: int = 50
     split_seed: int = 0
@@ -44,3 +49,42 @@ class ICDCodingTask:
         df = df.with_columns(pl.col("dx").list.set_intersection(keep).list.sort().alias("labels"))
         df = df.filter(pl.col("labels").list.len() > 0)
         return df.select("patient_id", "visit_id", "text", "med", "labels", "split"), labels
+
+
+class ICDCoding(Task):
+    """Inputs: the visit's discharge summary and its medication codes (`[CLS] med..`: MedM-PLM
+    reads no diagnosis code here, they are the labels)."""
+
+    name, title, kind = "icd_coding", "ICD coding", "multilabel"
+    provides = frozenset({"note", "med_codes"})
+    options = ("split_seed", "icd_label_set", "icd_top_k")
+    metric_definitions = {
+        "f1": "micro-F1 over every (admission, code) cell at p >= 0.5 (CAML's macro-F1 is "
+              "`macro_f1` in results.json).",
+        "accuracy": "element-wise accuracy over (admission, code) cells at p >= 0.5.",
+        "auroc": "micro AUROC over (admission, code) cells; the default model-selection metric.",
+    }
+
+    def __init__(self, builder: ICDCodingTask | None = None):
+        self.builder = builder or ICDCodingTask()
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ICDCoding:
+        return cls(ICDCodingTask(label_set=cfg.icd_label_set, top_k=cfg.icd_top_k, split_seed=cfg.split_seed))
+
+    def samples(self, records: pl.DataFrame) -> tuple[pl.DataFrame, TaskSpec]:
+        samples, labels = self.builder.build(records)
+        if not labels:
+            raise ValueError("icd_coding: no training visit has a note and a diagnosis")
+        return samples, self.spec(labels)
+
+    def features(self, samples: pl.DataFrame, records: pl.DataFrame, spec: TaskSpec, encode: Any,
+                 notes: Any) -> tuple[dict[str, list], np.ndarray]:
+        require_columns(samples, ("med", "labels"), "icd_coding samples")
+        feats = {"input_ids": [notes[v] for v in samples["visit_id"].to_list()],
+                 "code_ids": [encode([], med) for med in samples["med"].to_list()]}
+        return feats, multi_hot(samples["labels"].to_list(), spec.label_names)
+
+    @classmethod
+    def extra_metrics(cls, y: np.ndarray, p: np.ndarray, validation: bool) -> dict[str, float]:
+        return {} if validation else caml_metrics(y, p, ks=(5, 8, 15))

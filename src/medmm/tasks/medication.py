@@ -15,17 +15,22 @@ AUROC (`multilabel_metrics`: micro-F1 and element-wise accuracy at p >= 0.5, mic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import polars as pl
 
+from medmm.eval.metrics import gbert_metrics
+from medmm.tasks.base import Task, require_columns
+from medmm.tasks.featurize import history_features, multi_hot
+from medmm.tasks.spec import TaskSpec
 from medmm.tasks.splits import with_split
-
-NAME = "medication"
-METRICS = ("gbert_jaccard", "gbert_f1", "gbert_prauc", "f1", "accuracy", "auroc")
 
 
 @dataclass
 class MedicationTask:
+    """The cohort (the builder; `MedicationRecommendation` is the task of the registry)."""
+
     split_seed: int = 0
     max_history: int | None = None  # most recent visits kept in the history; None = all
 
@@ -47,3 +52,47 @@ class MedicationTask:
         out = out.filter(pl.col("med").list.len() > 0).select(
             "patient_id", "visit_id", "history_visit_ids", "dx", pl.col("med").alias("target_med"))
         return with_split(out, seed=self.split_seed)
+
+
+class MedicationRecommendation(Task):
+    """Inputs (Eq. 11): the current visit's diagnoses (`code_ids` = `[CLS] dx..`) and the visits
+    before it, oldest first, at most `max_history` most recent: their notes (`hist_input_ids`)
+    and diagnosis + medication codes (`hist_code_ids`)."""
+
+    name, title, kind = "medication", "Medication", "multilabel"
+    provides = frozenset({"note", "dx_codes", "med_codes"})
+    history = True
+    options = ("split_seed", "max_history")
+    metric_definitions = {
+        "f1": "micro-F1 over every (visit, medication) cell at p >= 0.5 (G-BERT's per-visit "
+              "F1 at p > 0.3 is `gbert_f1` in results.json).",
+        "accuracy": "element-wise accuracy over (visit, medication) cells at p >= 0.5.",
+        "auroc": "micro AUROC over (visit, medication) cells; the default model-selection metric.",
+    }
+
+    def __init__(self, builder: MedicationTask | None = None, max_history: int | None = None):
+        self.builder, self.max_history = builder or MedicationTask(), max_history
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> MedicationRecommendation:
+        return cls(MedicationTask(split_seed=cfg.split_seed), max_history=cfg.max_history)
+
+    def samples(self, records: pl.DataFrame) -> tuple[pl.DataFrame, TaskSpec]:
+        samples = self.builder.build(records)
+        return samples, self.spec_from_training(samples, "target_med", "no training sample has a medication "
+                                                                       "(too few multi-visit patients?)")
+
+    def features(self, samples: pl.DataFrame, records: pl.DataFrame, spec: TaskSpec, encode: Any,
+                 notes: Any) -> tuple[dict[str, list], np.ndarray]:
+        require_columns(samples, ("history_visit_ids", "dx", "target_med"), "medication samples")
+        own = samples.filter(pl.col("history_visit_ids").list.contains(pl.col("visit_id")))
+        if own.height:
+            raise ValueError(f"medication samples: visit_id {own['visit_id'][0]} appears in its own history")
+        hist_text, hist_codes = history_features(samples, records, encode, notes, self.max_history, self.name)
+        feats = {"code_ids": [encode(dx, []) for dx in samples["dx"].to_list()],
+                 "hist_input_ids": hist_text, "hist_code_ids": hist_codes}
+        return feats, multi_hot(samples["target_med"].to_list(), spec.label_names)
+
+    @classmethod
+    def extra_metrics(cls, y: np.ndarray, p: np.ndarray, validation: bool) -> dict[str, float]:
+        return {f"gbert_{k}": v for k, v in gbert_metrics(y, p).items()}

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import polars as pl
 
+from medmm.tasks.base import Task, require_columns
+from medmm.tasks.spec import TaskSpec
 from medmm.tasks.splits import with_split
-
-NAME = "readmission"
-METRICS = ("auroc", "f1_pos@0.5", "macro_f1@0.3", "ap", "pr_auc_trapz", "accuracy")
 
 
 @dataclass
 class ReadmissionTask:
+    """The cohort and labels (the builder; `Readmission` is the task of the registry)."""
+
     window_days: int = 30
     balance: str = "undersample"  # or "natural"
     split_seed: int = 0
@@ -66,3 +69,57 @@ class ReadmissionTask:
             parts += [pos.sample(n, seed=self.sample_seed + i) if pos.height > n else pos,
                       neg.sample(n, seed=self.sample_seed + i) if neg.height > n else neg]
         return pl.concat(parts).sort(["patient_id", "admit_time", "visit_id"])
+
+
+class Readmission(Task):
+    """Inputs: the index admission's discharge summary and its diagnosis + medication codes
+    (`[CLS] dx.. med..`). Binary label `readmitted_30d`."""
+
+    name, title, kind = "readmission", "Readmission", "binary"
+    provides = frozenset({"note", "dx_codes", "med_codes"})
+    options = ("split_seed", "readmission_balance")
+    oracle_column = "p_readmit_30d"
+    oracle_what = "the generator's true 30-day readmission probability on the same test admissions"
+    detail_metrics = ("auroc", "f1_pos@0.5", "macro_f1@0.3", "ap", "pr_auc_trapz")
+    detail_heading = "Readmission under each F1 and PR-area definition"
+    metric_definitions = {
+        "f1": "F1 of the positive class (readmitted) at p >= 0.5, the same number as f1_pos@0.5.",
+        "accuracy": "fraction of admissions classified correctly at p >= 0.5.",
+        "auroc": "area under the ROC curve (ties count 1/2); the default model-selection metric.",
+        "f1_pos@0.5": "F1 of the positive class at p >= 0.5: 2TP / (2TP + FP + FN) "
+                      "(scikit-learn `f1_score(average='binary')`).",
+        "macro_f1@0.3": "mean of the readmitted and the not-readmitted class's F1 at p >= 0.3, "
+                        "the F1 the MedM-PLM authors' code reports (`f1_score(average='macro')`).",
+        "ap": "average precision, the step-wise area under the precision-recall curve "
+              "(`average_precision_score`; `auprc` in results.json).",
+        "pr_auc_trapz": "trapezoid area under the precision-recall curve, `auc(recall, "
+                        "precision)`: the authors' 'aupr' (straight lines between PR points, "
+                        "so it is not AP).",
+    }
+
+    def __init__(self, builder: ReadmissionTask | None = None):
+        self.builder = builder or ReadmissionTask()
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Readmission:
+        return cls(ReadmissionTask(balance=cfg.readmission_balance, split_seed=cfg.split_seed))
+
+    def samples(self, records: pl.DataFrame) -> tuple[pl.DataFrame, TaskSpec]:
+        return self.builder.build(records), self.spec(["readmitted_30d"])
+
+    def describe_samples(self) -> str:
+        return "Readmission samples: " + (
+            "positives and negatives undersampled 1:1 in every split (the paper's protocol)."
+            if self.builder.balance == "undersample" else
+            "every eligible admission, at the natural prevalence (`readmission_balance: natural`; the paper "
+            "undersampled 1:1).")
+
+    def features(self, samples: pl.DataFrame, records: pl.DataFrame, spec: TaskSpec, encode: Any,
+                 notes: Any) -> tuple[dict[str, list], np.ndarray]:
+        require_columns(samples, ("dx", "med", "label"), "readmission samples")
+        nulls = samples.filter(pl.col("label").is_null())
+        if nulls.height:
+            raise ValueError(f"readmission samples: column 'label' is null at visit_id {nulls['visit_id'][0]}")
+        feats = {"input_ids": [notes[v] for v in samples["visit_id"].to_list()],
+                 "code_ids": [encode(dx, med) for dx, med in zip(samples["dx"].to_list(), samples["med"].to_list())]}
+        return feats, samples["label"].cast(pl.Float32).to_numpy().astype(np.float32)
