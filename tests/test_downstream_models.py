@@ -4,6 +4,7 @@ cross-modal ablation and G-BERT code-only pre-training."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +13,8 @@ from transformers import BertConfig, BertModel
 from medmm.models.assets import Assets
 from medmm.models.baselines.gbert import GBertForPretraining, GBertPretrainConfig
 from medmm.models.baselines.medbert import serialize
-from medmm.models.code_encoder import CLS_ID, CodeEncoder, CodeEncoderConfig
 from medmm.modalities import CODES
+from medmm.models.code_encoder import CLS_ID, CodeEncoder, CodeEncoderConfig
 from medmm.models.downstream import MODELS, build_model, model_inputs
 from medmm.models.medm_plm import MedMPLM, MedMPLMConfig
 from medmm.models.pretrained import load_medm_plm, save_pretrained
@@ -394,9 +395,8 @@ FROZEN_TEXT = ["clinicalbert", "gbert+clinicalbert", "medbert+clinicalbert", "me
 @pytest.mark.parametrize("task", ["readmission", "icd_coding", "medication"])
 @pytest.mark.parametrize("name", FROZEN_TEXT)
 def test_cached_frozen_tower_equals_the_live_tower(assets, name, task):
-    from medmm.models.downstream import clear_note_caches, frozen_text_towers
+    from medmm.models.downstream import attach_note_features, compute_note_features, frozen_text_towers
 
-    clear_note_caches()
     spec, full = task_batch(assets, task)
     batch = for_model(name, full)
     live = build(name, spec, assets).eval()  # the tower run as usual (eval: no dropout)
@@ -410,10 +410,14 @@ def test_cached_frozen_tower_equals_the_live_tower(assets, name, task):
     cached.eval()
     with torch.no_grad():
         ref = live(batch)["logits"]
-        first = cached(batch)["logits"]  # cache misses: the tower runs
-        n_notes, misses = len(tower.cache), tower.cache.misses
-        second = cached(batch)["logits"]  # every note from the cache
-    assert n_notes > 0 and tower.cache.misses == misses and tower.cache.hits >= n_notes
+        first = cached(batch)["logits"]  # no features attached: the tower runs
+        misses = tower.misses
+        notes = [note(assets, i) for i in range(len(NOTES))]
+        feats = compute_note_features([cached], notes)
+        assert attach_note_features(cached, feats) == 1
+        n_notes = len(tower.features)
+        second = cached(batch)["logits"]  # every note from the precomputed features
+    assert n_notes > 0 and misses > 0 and tower.misses == misses and tower.hits >= 1
     torch.testing.assert_close(first, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(second, ref, rtol=1e-5, atol=1e-6)
     # Training reaches the parts outside the tower, never the tower.
@@ -423,49 +427,40 @@ def test_cached_frozen_tower_equals_the_live_tower(assets, name, task):
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in cached.parameters())
 
 
-def test_note_cache_pickles_as_one_tensor():
-    """A cache goes to spawned workers as one flat tensor (one shared-memory file descriptor,
-    whatever the number of notes) and comes back entry for entry, as views."""
-    import io
-    import pickle
-    from multiprocessing.reduction import ForkingPickler
+@pytest.mark.parametrize("tokens", [True, False])
+def test_note_features_are_plain_arrays_that_round_trip_memory_mapped(tmp_path, tokens):
+    """Worker processes read a tower's features from files (memory-mapped: one copy in the page
+    cache), as plain arrays: no tensor, no custom pickling."""
+    from medmm.models.downstream import NoteFeatures, note_key
 
-    from medmm.models.downstream import NoteFeatureCache
-
-    c = NoteFeatureCache(tokens=True)
-    g = torch.Generator().manual_seed(0)
+    g = np.random.default_rng(0)
+    index, parts, off = {}, [], 0
     for i in range(50):
-        c.store[bytes([i, i + 1])] = torch.randn(1 + i % 7, 4, generator=g)
-    c.hits, c.misses = 3, 50
-    before = {k: v.clone() for k, v in c.store.items()}
-    state = c.__getstate__()
-    assert [k for k, v in state.items() if isinstance(v, torch.Tensor)] == ["flat"]
-    # the flat tensor outlives the pickling: the cache's own entries are now views into it
-    ptr = state["flat"].untyped_storage().data_ptr()
-    assert all(v.untyped_storage().data_ptr() == ptr for v in c.store.values())
-    assert all(torch.equal(c.store[k], v) for k, v in before.items())
-    buf = io.BytesIO()
-    ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(c)  # as multiprocessing sends it (shared memory)
-    for back in (pickle.loads(buf.getvalue()), pickle.loads(pickle.dumps(c))):
-        assert list(back.store) == list(c.store) and (back.hits, back.misses, back.tokens) == (3, 50, True)
-        assert all(torch.equal(back.store[k], v) for k, v in c.store.items())
-    empty = pickle.loads(pickle.dumps(NoteFeatureCache(tokens=False, dtype=torch.float16)))
-    assert len(empty) == 0 and empty.dtype == torch.float16
+        v = g.standard_normal((1 + i % 7, 4) if tokens else (4,)).astype(np.float32)
+        index[note_key([i, i + 1, 2])] = (off, v.shape)
+        parts.append(v.reshape(-1))
+        off += v.size
+    f = NoteFeatures(tokens, np.concatenate(parts), index)
+    back = NoteFeatures.load(f.save(tmp_path / "f"))
+    assert isinstance(back.flat, np.memmap) and back.tokens == tokens
+    assert list(back.index) == list(f.index) and back.index == f.index
+    assert all(torch.equal(back.get(k), f.get(k)) for k in f.index)
+    assert len(NoteFeatures.load(NoteFeatures(tokens, np.zeros(0, np.float32), {}).save(tmp_path / "e"))) == 0
 
 
-def test_note_cache_is_shared_by_models_with_the_same_tower_only(assets):
-    from medmm.models.downstream import clear_note_caches, frozen_text_towers, warm_note_cache
+def test_note_features_are_shared_by_models_with_the_same_tower_only(assets):
+    from medmm.models.downstream import compute_note_features, frozen_text_towers
 
-    clear_note_caches()
     spec, _ = single_batch(assets, "readmission")
-    a = frozen_text_towers(build("clinicalbert", spec, assets, text_frozen=True))[0]
-    b = frozen_text_towers(build("gbert+clinicalbert", spec, assets, text_frozen=True))[0]
-    c = frozen_text_towers(build("medm-plm", spec, assets, text_frozen=True))[0]
-    assert a.cache is b.cache  # same text-MLM tower, [CLS] only
-    assert c.cache is not a.cache  # MedM-PLM's tower: token-level Z_T
+    models = [build(m, spec, assets, text_frozen=True) for m in ("clinicalbert", "gbert+clinicalbert", "medm-plm")]
+    a, b, c = (frozen_text_towers(m)[0] for m in models)
+    assert a.key == b.key  # same text-MLM tower, [CLS] only
+    assert c.key != a.key  # MedM-PLM's tower: token-level Z_T
     notes = [note(assets, i) for i in range(len(NOTES))]
-    assert warm_note_cache(a, notes + notes[:2]) == len(NOTES) and len(b.cache) == len(NOTES)
-    assert warm_note_cache(b, notes) == 0  # already there
+    feats = compute_note_features(models, notes + notes[:2])
+    assert len(feats) == 2 and len(feats[a.key]) == len(NOTES) and len(feats[c.key]) == len(NOTES)
+    assert compute_note_features(models[:2], notes, feats)[a.key] is feats[a.key]  # already there
+    a.features = feats[a.key]
     ids, mask = pad(notes)
     torch.testing.assert_close(a(ids, mask), a.live(ids, mask), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="float32' or 'float16"):

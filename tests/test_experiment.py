@@ -297,7 +297,6 @@ def test_the_10k_config_trains_to_convergence():
 
 def test_worker_processes_and_text_cache_give_the_sequential_results(world, tmp_path):
     """Two worker processes and frozen cached towers change the schedule, never a number."""
-    from medmm.models.downstream import clear_note_caches
     from medmm.recipes.experiment import ExperimentConfig, run_medm_plm_experiment
 
     cfg = small_cfg()
@@ -305,7 +304,6 @@ def test_worker_processes_and_text_cache_give_the_sequential_results(world, tmp_
     cfg.model_overrides = {"clinicalbert": {"text_frozen": True}}
     res = {}
     for workers in (1, 2):
-        clear_note_caches()
         out = tmp_path / f"w{workers}"
         run_medm_plm_experiment(world["data"], out, world["assets"], models=["lr", "clinicalbert"],
                                 tasks=["readmission"], seeds=1, train_ratios=(1.0,),
@@ -315,4 +313,3 @@ def test_worker_processes_and_text_cache_give_the_sequential_results(world, tmp_
     a = [(r["model"], r["metrics"]) for r in res[1]["runs"]]
     b = [(r["model"], r["metrics"]) for r in res[2]["runs"]]
     assert [m for m, _ in a] == ["lr", "clinicalbert"] and a == b
-    clear_note_caches()

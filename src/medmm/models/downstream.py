@@ -24,10 +24,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -131,65 +133,90 @@ def note_rows(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return batch["hist_visit_mask"].bool() & batch["hist_attention_mask"].bool().any(-1)
 
 
-# ---- frozen text tower with per-note output cache ---------------------------------------------
+# ---- frozen text towers and their note features, computed once -----------------------------------
 
-class NoteFeatureCache:
-    """Outputs of one frozen text tower, memoised per note (keyed by the note's token ids).
+def note_key(ids: Iterable[int]) -> bytes:
+    """The key of a note's features: its token ids (int64 bytes)."""
+    return np.asarray(list(ids), dtype=np.int64).tobytes()
+
+
+class NoteFeatures:
+    """One frozen text tower's output for a set of notes, computed once before training and then
+    read as plain arrays: `flat` holds every note's features back to back (float32, or float16 at
+    half the memory and ~1e-3 relative error), `index[note_key(ids)] = (offset, shape)`.
 
     `tokens=True` keeps the token-level last hidden state Z_T (L_i, H) of every note (MedM-PLM's
-    cross-modal module attends over it); `tokens=False` keeps the [CLS] vector (H,) only
-    (ClinicalBERT and the concatenation baselines read nothing else). `dtype` float32 is exactly
-    the tower's output; float16 halves the memory at ~1e-3 relative error.
+    cross-modal module attends over it); `tokens=False` the [CLS] vector (H,) (ClinicalBERT and the
+    concatenation baselines read nothing else). Written to a directory (`save`: features.npy +
+    index.npz) and read back memory-mapped (`load`), so that worker processes share one copy
+    through the page cache instead of each receiving it down a pipe.
     """
 
-    def __init__(self, tokens: bool, dtype: torch.dtype = torch.float32):
-        self.tokens, self.dtype = tokens, dtype
-        self.store: dict[bytes, torch.Tensor] = {}
-        self.hits = self.misses = 0
-        self._flat: torch.Tensor | None = None  # set by `pack`: the one tensor the entries are views of
-        self._packed_n = -1  # len(store) when packed; entries are only ever added, never replaced
+    def __init__(self, tokens: bool, flat: np.ndarray, index: dict[bytes, tuple[int, tuple[int, ...]]]):
+        self.tokens, self.flat, self.index = tokens, flat, index
 
     def __len__(self) -> int:
-        return len(self.store)
+        return len(self.index)
 
-    # Pickled (e.g. to the experiment's spawned workers) as ONE flat tensor plus the keys and
-    # shapes: torch shares each tensor's storage through its own file descriptor, so a cache of
-    # tens of thousands of notes sent tensor by tensor exhausts the open-file limit. The flat
-    # tensor must outlive the pickling (the child opens the shared memory later), so `pack`
-    # makes the entries themselves views into it; unpickled entries are views too (no copy).
-    def pack(self) -> torch.Tensor:
-        """Move every entry into one flat tensor (entries become views of it); return it."""
-        if self._flat is not None and self._packed_n == len(self.store):
-            return self._flat
-        vals = list(self.store.values())
-        flat = torch.cat([v.reshape(-1) for v in vals]) if vals else torch.empty(0, dtype=self.dtype)
-        self._unpack(flat, list(self.store), [tuple(v.shape) for v in vals])
-        return flat
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.index
 
-    def _unpack(self, flat: torch.Tensor, keys: list[bytes], shapes: list[tuple[int, ...]]) -> None:
-        self.store, off = {}, 0
-        for key, shape in zip(keys, shapes):
-            n = math.prod(shape)
-            self.store[key] = flat[off:off + n].view(shape)
-            off += n
-        self._flat, self._packed_n = flat, len(self.store)
+    def get(self, key: bytes) -> torch.Tensor:
+        off, shape = self.index[key]
+        return torch.from_numpy(np.array(self.flat[off:off + math.prod(shape)], dtype=np.float32)).view(shape)
 
-    def __getstate__(self) -> dict:
-        flat = self.pack()
-        return {"tokens": self.tokens, "dtype": self.dtype, "hits": self.hits, "misses": self.misses,
-                "keys": list(self.store), "shapes": [tuple(v.shape) for v in self.store.values()], "flat": flat}
+    @classmethod
+    @torch.no_grad()
+    def compute(cls, tower: FrozenTextTower, notes: Iterable[Sequence[int]], dtype: str = "float32",
+                batch_size: int = 64) -> NoteFeatures:
+        """Run `tower` once over every distinct non-empty note, in batches of similar length."""
+        if dtype not in ("float32", "float16"):
+            raise ValueError(f"text cache dtype must be 'float32' or 'float16', got {dtype!r}")
+        todo = {note_key(n): list(n) for n in notes if len(n)}
+        order = sorted(todo.values(), key=len)
+        parts, index, off = [], {}, 0
+        for i in range(0, len(order), batch_size):
+            chunk = order[i:i + batch_size]
+            ids = torch.zeros(len(chunk), len(chunk[-1]), dtype=torch.long)
+            for j, n in enumerate(chunk):
+                ids[j, : len(n)] = torch.tensor(n, dtype=torch.long)
+            out = tower.live(*trim_padding(ids, ids != 0))
+            for j, n in enumerate(chunk):
+                v = (out[j, : len(n)] if tower.tokens else out[j]).to(getattr(torch, dtype)).numpy()
+                index[note_key(n)] = (off, tuple(v.shape))
+                parts.append(v.reshape(-1))
+                off += v.size
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        return cls(tower.tokens, flat, index)
 
-    def __setstate__(self, state: dict) -> None:
-        self.tokens, self.dtype = state["tokens"], state["dtype"]
-        self.hits, self.misses = state["hits"], state["misses"]
-        self._unpack(state["flat"], state["keys"], state["shapes"])
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "features.npy", self.flat)
+        keys = list(self.index)
+        np.savez(directory / "index.npz", tokens=np.array(self.tokens),
+                 lengths=np.array([len(k) // 8 for k in keys], dtype=np.int64),
+                 ids=np.frombuffer(b"".join(keys), dtype=np.int64),
+                 offsets=np.array([self.index[k][0] for k in keys], dtype=np.int64),
+                 shapes=np.array([self.index[k][1] + (0,) * (2 - len(self.index[k][1])) for k in keys],
+                                 dtype=np.int64).reshape(len(keys), 2))
+        return directory
 
-
-_NOTE_CACHES: dict[tuple[str, bool, str], NoteFeatureCache] = {}
+    @classmethod
+    def load(cls, directory: str | Path, mmap: bool = True) -> NoteFeatures:
+        directory = Path(directory)
+        flat = np.load(directory / "features.npy", mmap_mode="r" if mmap else None)
+        z = np.load(directory / "index.npz")
+        tokens = bool(z["tokens"])
+        ids, ends = z["ids"], np.cumsum(z["lengths"])
+        index = {}
+        for k, (end, n, off, shape) in enumerate(zip(ends, z["lengths"], z["offsets"], z["shapes"])):
+            index[ids[end - n:end].tobytes()] = (int(off), tuple(int(d) for d in (shape if tokens else shape[:1])))
+        return cls(tokens, flat, index)
 
 
 def weights_fingerprint(module: nn.Module) -> str:
-    """SHA-1 of a module's state (names, shapes, bytes): two towers share a cache only if equal."""
+    """SHA-1 of a module's state (names, shapes, bytes): two towers share features only if equal."""
     h = hashlib.sha1()
     for k, v in module.state_dict().items():
         t = v.detach().cpu().contiguous()
@@ -199,39 +226,30 @@ def weights_fingerprint(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def note_feature_cache(tower: nn.Module, tokens: bool, dtype: str = "float32") -> NoteFeatureCache:
-    """The process-wide cache of `tower`'s outputs: shared by every model and seed of an experiment
-    that reads the same frozen tower (same weights), so each note goes through it once."""
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"text cache dtype must be 'float32' or 'float16', got {dtype!r}")
-    key = (weights_fingerprint(tower), tokens, dtype)
-    if key not in _NOTE_CACHES:
-        _NOTE_CACHES[key] = NoteFeatureCache(tokens, getattr(torch, dtype))
-    return _NOTE_CACHES[key]
-
-
-def clear_note_caches() -> None:
-    """Free every cached tower output (e.g. at the end of an experiment)."""
-    _NOTE_CACHES.clear()
-
-
 class FrozenTextTower(nn.Module):
     """A BERT text tower used frozen: no gradient, ALWAYS in eval mode (no dropout), so its output
-    for a note is a fixed function of the note's token ids and can be computed once and cached.
+    for a note is a fixed function of the note's token ids, computed once (`NoteFeatures`) and
+    handed to the model as data (`attach_note_features`).
 
     (N, L) ids + mask -> last hidden state (N, L, H) (tokens=True; zeros at padding, which every
     consumer masks) or the [CLS] vector (N, H) (tokens=False). Rows are assumed right-padded
-    (the Collator's layout); an all-padding row gives zeros. The BERT stays a submodule, so
-    its weights are still saved with the model.
+    (the Collator's layout); an all-padding row gives zeros. A note without attached features
+    runs through the tower itself (the same numbers). The BERT stays a submodule, so its weights
+    are still saved with the model. `key` names the features this tower reads: (weights, tokens,
+    the features' dtype).
     """
 
-    def __init__(self, bert: nn.Module, tokens: bool, cache_dtype: str = "float32", cache: bool = True):
+    def __init__(self, bert: nn.Module, tokens: bool, cache_dtype: str = "float32"):
         super().__init__()
+        if cache_dtype not in ("float32", "float16"):
+            raise ValueError(f"text cache dtype must be 'float32' or 'float16', got {cache_dtype!r}")
         self.bert = bert
         bert.requires_grad_(False)
         bert.eval()
-        self.tokens = tokens
-        self.cache = note_feature_cache(bert, tokens, cache_dtype) if cache else None
+        self.tokens, self.cache_dtype = tokens, cache_dtype
+        self.key = (weights_fingerprint(bert), tokens, cache_dtype)
+        self.features: NoteFeatures | None = None
+        self.hits = self.misses = 0
 
     def train(self, mode: bool = True) -> FrozenTextTower:
         super().train(mode)
@@ -246,26 +264,27 @@ class FrozenTextTower(nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.bool().sum(1).tolist()  # right-padded: row i is ids[i, :lengths[i]]
-        if self.cache is None:
-            out = self.live(ids, mask)
-            return out * mask[..., None].to(out.dtype) if self.tokens else out
-        c = self.cache
+        feats = self.features
         cpu = ids.cpu()
-        keys = [cpu[i, :n].numpy().tobytes() for i, n in enumerate(lengths)]
-        todo = [i for i, k in enumerate(keys) if lengths[i] and k not in c.store]
-        c.hits += len(keys) - len(todo)
-        c.misses += len(todo)
-        if todo:
-            sub_ids, sub_mask = trim_padding(ids[todo], mask[todo])
-            fresh = self.live(sub_ids, sub_mask)
-            for j, i in enumerate(todo):
-                c.store[keys[i]] = (fresh[j, : lengths[i]] if self.tokens else fresh[j]).to(c.dtype).clone()
+        keys = [cpu[i, :n].numpy().astype(np.int64).tobytes() for i, n in enumerate(lengths)]
+        todo = [i for i, k in enumerate(keys) if lengths[i] and (feats is None or k not in feats)]
+        self.hits += sum(1 for n in lengths if n) - len(todo)
+        self.misses += len(todo)
         H = self.bert.config.hidden_size
         N, L = ids.shape
         out = torch.zeros((N, L, H) if self.tokens else (N, H), device=ids.device)
+        if todo:
+            sub_ids, sub_mask = trim_padding(ids[todo], mask[todo])
+            fresh = self.live(sub_ids, sub_mask).to(getattr(torch, self.cache_dtype)).float()
+            for j, i in enumerate(todo):
+                if self.tokens:
+                    out[i, : lengths[i]] = fresh[j, : lengths[i]]
+                else:
+                    out[i] = fresh[j]
+        done = set(todo)
         for i, (k, n) in enumerate(zip(keys, lengths)):
-            if n:
-                v = c.store[k].float()
+            if n and i not in done:
+                v = feats.get(k).to(ids.device)  # type: ignore[union-attr]
                 if self.tokens:
                     out[i, :n] = v
                 else:
@@ -274,28 +293,33 @@ class FrozenTextTower(nn.Module):
 
 
 def frozen_text_towers(model: nn.Module) -> list[FrozenTextTower]:
-    """The cached frozen text towers a downstream model reads (registered or held aside)."""
+    """The frozen text towers a downstream model reads (registered or held aside)."""
     found = [m for m in model.modules() if isinstance(m, FrozenTextTower)]
     found += [m.text_fn for m in model.modules() if isinstance(getattr(m, "text_fn", None), FrozenTextTower)]
     return list({id(t): t for t in found}.values())
 
 
-@torch.no_grad()
-def warm_note_cache(tower: FrozenTextTower, notes: Iterable[list[int]], batch_size: int = 64) -> int:
-    """Run `tower` once over every distinct non-empty note (token-id lists) not yet cached, in
-    batches of similar length (little padding). Returns how many notes were computed."""
-    if tower.cache is None:
-        return 0
-    todo = {bytes(torch.tensor(n, dtype=torch.long).numpy().tobytes()): n for n in notes if len(n)}
-    todo = [n for k, n in todo.items() if k not in tower.cache.store]
-    todo.sort(key=len)
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i:i + batch_size]
-        ids = torch.zeros(len(chunk), len(chunk[-1]), dtype=torch.long)
-        for j, n in enumerate(chunk):
-            ids[j, : len(n)] = torch.tensor(n, dtype=torch.long)
-        tower(ids, ids != 0)
-    return len(todo)
+def attach_note_features(model: nn.Module, features: Mapping[tuple, NoteFeatures]) -> int:
+    """Give each frozen text tower of `model` its precomputed `NoteFeatures` (by `tower.key`);
+    returns how many towers got features."""
+    n = 0
+    for tower in frozen_text_towers(model):
+        if tower.key in features:
+            tower.features = features[tower.key]
+            n += 1
+    return n
+
+
+def compute_note_features(models: Iterable[nn.Module], notes: Sequence[Sequence[int]],
+                          have: Mapping[tuple, NoteFeatures] | None = None) -> dict[tuple, NoteFeatures]:
+    """The `NoteFeatures` of every distinct frozen tower of `models` over `notes`, each computed
+    once (towers with equal weights share them); `have`'s are kept, not recomputed."""
+    out = dict(have or {})
+    for model in models:
+        for tower in frozen_text_towers(model):
+            if tower.key not in out:
+                out[tower.key] = NoteFeatures.compute(tower, notes, tower.cache_dtype)
+    return out
 
 
 # ---- registry ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ What runs:
 1. the visit records are read and every note is tokenised ONCE; each task's samples and
    tensors are built once and shared by every model and seed (`medmm.recipes.finetune`);
    models configured with a frozen text tower (`text_frozen` in `finetune.model_overrides`)
-   have every note run through that tower once, before fine-tuning (`warm_text_caches`);
+   have every note run through that tower once, before fine-tuning (`frozen_note_features`);
 2. every (model, task, seed) is fine-tuned with early stopping on validation and scored once on
    test (Table III); a progress line per run gives its primary metric and the elapsed time;
    with `workers` > 1 the runs are spread over that many spawned processes (same numbers);
@@ -70,6 +70,7 @@ invocation's tokenise / featurise / cache / fine-tune / total seconds and worker
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -408,25 +409,27 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
-_WORKER: dict[str, Any] = {}  # this process's experiment state (the parent's, or a worker's copy)
+@functools.lru_cache(maxsize=1)
+def _worker_state(state_dir: str) -> dict[str, Any]:
+    """A worker's experiment state, read once from the directory `_run_jobs` wrote it to: the
+    config, task data and assets (one pickle of plain data) and the frozen towers' note features
+    (memory-mapped arrays, so every worker shares one copy)."""
+    from medmm.models.downstream import NoteFeatures
 
-
-def _init_worker(state_file: str) -> None:
-    """Worker start-up (spawned): the experiment state and the parent's filled note caches, from
-    the file `_run_jobs` wrote them to."""
-    from medmm.models import downstream
-
-    with open(state_file, "rb") as f:
-        state, caches = pickle.load(f)
-    _WORKER.update(state)
-    downstream._NOTE_CACHES.update(caches)
+    with open(Path(state_dir) / "state.pickle", "rb") as f:
+        state = pickle.load(f)
+    state["note_features"] = {key: NoteFeatures.load(Path(state_dir) / f"features{i}")
+                              for i, key in enumerate(state.pop("feature_keys"))}
     if state["cfg"].finetune.num_threads:
         torch.set_num_threads(state["cfg"].finetune.num_threads)
+    return state
 
 
-def _job(k: int, run: RunSpec) -> tuple[int, dict[str, Any], float]:
-    """One fine-tuning, recorded in run.dir (see "Resuming" above); returns (k, result, seconds)."""
-    w = _WORKER
+def _job(k: int, run: RunSpec, state: dict[str, Any] | str) -> tuple[int, dict[str, Any], float]:
+    """One fine-tuning, recorded in run.dir (see "Resuming" above); returns (k, result, seconds).
+    `state`: the experiment's (cfg, task_data, assets, note_features), or in a worker process the
+    directory it was written to."""
+    w = _worker_state(state) if isinstance(state, str) else state
     cfg, td, assets = w["cfg"], w["task_data"][run.task], w["assets"]
     for name in (RESULT, ATTENTION):  # nothing an earlier run left here may pass for this run's
         (run.dir / name).unlink(missing_ok=True)
@@ -435,7 +438,8 @@ def _job(k: int, run: RunSpec) -> tuple[int, dict[str, Any], float]:
     atomic_write_text(run.dir / RUN_CONFIG, json.dumps(run.config, indent=2, sort_keys=True) + "\n")
     t_run = time.perf_counter()
     res, model, _ = run_finetune(run.model, td, None, assets, cfg.finetune, run.dir, seed=run.seed,
-                                 train_fraction=run.train_fraction, keep_model=run.attention, resume=run.resume)
+                                 train_fraction=run.train_fraction, keep_model=run.attention, resume=run.resume,
+                                 note_features=w["note_features"])
     if run.attention:
         attention = None if model is None else attention_example(model, td, assets, cfg.finetune)
         atomic_write_text(run.dir / ATTENTION, json.dumps(attention) + "\n")
@@ -445,7 +449,7 @@ def _job(k: int, run: RunSpec) -> tuple[int, dict[str, Any], float]:
     return k, res, time.perf_counter() - t_run
 
 
-def _job_star(args: tuple[int, RunSpec]) -> tuple[int, dict[str, Any], float]:
+def _job_star(args: tuple[int, RunSpec, dict[str, Any] | str]) -> tuple[int, dict[str, Any], float]:
     try:
         return _job(*args)
     except Exception as e:
@@ -453,26 +457,26 @@ def _job_star(args: tuple[int, RunSpec]) -> tuple[int, dict[str, Any], float]:
         raise
 
 
-def warm_text_caches(models: Sequence[str], task_data: dict[str, TaskData], assets: Any,
-                     ft: FinetuneConfig) -> dict[str, int]:
-    """Fill the note caches of every frozen text tower the models read, once, before fine-tuning
-    (the workers receive them at start-up, so no run pays for them). Returns notes computed per model."""
+def frozen_note_features(models: Sequence[str], task_data: dict[str, TaskData], assets: Any,
+                         ft: FinetuneConfig) -> tuple[dict[tuple, Any], dict[str, int]]:
+    """The outputs of every frozen text tower the models read, over every note of every task,
+    each tower once (models with the same tower share them), before any fine-tuning: the runs
+    receive them as data. Returns (features by tower key, notes computed per model)."""
     from medmm.models import downstream
 
+    notes = [n for td in task_data.values() for n in td.notes()]
+    spec = next(iter(task_data.values())).spec
+    features: dict[tuple, Any] = {}
     done: dict[str, int] = {}
-    seen: set[int] = set()
-    notes = [n for td in task_data.values() for ds in td.splits.values()
-             for key in ("input_ids", "hist_input_ids") if key in ds.features
-             for n in (ds.features[key] if key == "input_ids" else (x for h in ds.features[key] for x in h))]
     for m in models:
         if "note" not in downstream.model_inputs(m) or not ft.model_overrides.get(m, {}).get("text_frozen"):
             continue
-        spec = next(iter(task_data.values())).spec
-        for tower in downstream.frozen_text_towers(downstream.build_model(m, spec, assets, **ft.model_overrides[m])):
-            if id(tower.cache) not in seen:
-                seen.add(id(tower.cache))
-                done[m] = done.get(m, 0) + downstream.warm_note_cache(tower, notes)
-    return done
+        model = downstream.build_model(m, spec, assets, **ft.model_overrides[m])
+        before = set(features)
+        features = downstream.compute_note_features([model], notes, features)
+        if set(features) - before:
+            done[m] = sum(len(features[k]) for k in set(features) - before)
+    return features, done
 
 
 def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: Any,
@@ -538,9 +542,10 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
              f"{len(todo)} to run")
     prev_threads = torch.get_num_threads()
     try:
-        # The cache warm-up is one batched pass with nothing beside it: all of torch's threads.
+        # The frozen towers' one batched pass has nothing beside it: all of torch's threads.
         t_w = time.perf_counter()
-        warmed = warm_text_caches([m for m in models if any(r.model == m for r in todo)], task_data, assets, ft)
+        note_features, warmed = frozen_note_features([m for m in models if any(r.model == m for r in todo)],
+                                                     task_data, assets, ft)
         timings["text_cache_s"] = round(time.perf_counter() - t_w, 2)
         if warmed:
             _log(t0, "frozen text towers run once over the notes: "
@@ -549,7 +554,7 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
             torch.set_num_threads(ft.num_threads)  # the sequential runs (workers set their own)
         t_ft = time.perf_counter()
         if todo:
-            _run_jobs(todo, cfg, task_data, assets, t0)
+            _run_jobs(todo, cfg, task_data, assets, note_features, t0)
     finally:
         torch.set_num_threads(prev_threads)
     timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
@@ -586,13 +591,15 @@ def _run_spec(out: Path, t: str, m: str, s: int, r: float, cfg: ExperimentConfig
 
 
 def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, TaskData], assets: Any,
-              t0: float) -> None:
+              note_features: dict[tuple, Any], t0: float) -> None:
     """Every run, sequentially or in `cfg.workers` worker processes, each recorded in its directory.
 
     Workers are SPAWNED, not forked: polars' and torch's thread pools do not survive a fork (a
-    forked worker deadlocks in its first parallel polars call). Each worker receives the task
-    data, the assets and the filled note caches once, at start-up (from a temporary file, removed
-    when the pool is shut down). Each run seeds itself
+    forked worker deadlocks in its first parallel polars call). The state goes to the workers as
+    data in a temporary directory (removed when the pool is shut down), named in each job: the
+    config, task data and assets in one pickle of plain data, each frozen tower's note features
+    as arrays that the workers memory-map (one copy in the page cache, whatever the number of
+    workers). A worker reads it once (`_worker_state`). Each run seeds itself
     (`run_finetune`), so a result does not depend on which process ran it or in what order
     (tests check workers=2 against workers=1). Longest jobs first keeps the workers evenly loaded.
 
@@ -608,14 +615,9 @@ def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, T
     import tempfile
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing.reduction import ForkingPickler
 
-    from medmm.models import downstream
-
-    state = dict(cfg=cfg, task_data=task_data, assets=assets)
-    _WORKER.update(state)
+    state = dict(cfg=cfg, task_data=task_data, assets=assets, note_features=note_features)
     order = sorted(range(len(runs)), key=lambda k: -_job_cost(runs[k], task_data))
-    args = [(k, runs[k]) for k in order]
     failed: list[Exception] = []
 
     def log_run(n: int, item: tuple[int, dict[str, Any], float] | Exception) -> None:
@@ -635,23 +637,18 @@ def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, T
     workers = min(cfg.workers, len(runs))
     try:
         if workers > 1:
-            # The state goes to the workers in a temporary file, not as initargs: a spawned process's
-            # arguments are written down a pipe whose read end the parent keeps open until the
-            # write ends, so a worker killed while reading a large state (the OOM killer, at
-            # start-up) would block the parent in that write forever. Its tensors go through
-            # shared memory named by file ("file_system"), not by passing file descriptors: with
-            # a 10,000-patient note cache the descriptor route failed ("bad value(s) in fds_to_keep").
+            # The state goes to the workers in files, not down the pipe of a spawned process's
+            # arguments, whose read end the parent keeps open until the write ends (a worker killed
+            # while reading a large state, e.g. by the OOM killer, would block the parent forever).
             tmp = tempfile.TemporaryDirectory(prefix="medmm-workers-")
-            state_file = Path(tmp.name) / "state.pickle"
-            strategy = torch.multiprocessing.get_sharing_strategy()
-            torch.multiprocessing.set_sharing_strategy("file_system")
-            try:
-                with open(state_file, "wb") as f:
-                    ForkingPickler(f, pickle.HIGHEST_PROTOCOL).dump((state, dict(downstream._NOTE_CACHES)))
-            finally:
-                torch.multiprocessing.set_sharing_strategy(strategy)
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                       initargs=(str(state_file),))
+            keys = list(note_features)
+            for i, key in enumerate(keys):
+                note_features[key].save(Path(tmp.name) / f"features{i}")
+            with open(Path(tmp.name) / "state.pickle", "wb") as f:
+                pickle.dump(dict(cfg=cfg, task_data=task_data, assets=assets, feature_keys=keys), f,
+                            pickle.HIGHEST_PROTOCOL)
+            args = [(k, runs[k], tmp.name) for k in order]
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
             try:
                 futures: dict[Any, RunSpec] = {}
                 broken: BrokenProcessPool | None = None
@@ -688,14 +685,14 @@ def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, T
                 pool.shutdown(wait=True, cancel_futures=True)
                 tmp.cleanup()
         else:
-            for n, a in enumerate(args, 1):
+            for n, k in enumerate(order, 1):
                 try:
-                    item = _job_star(a)
+                    item = _job_star((k, runs[k], state))
                 except Exception as e:
                     item = e
                 log_run(n, item)
     finally:
-        _WORKER.clear()
+        _worker_state.cache_clear()
     if failed:
         _log(t0, f"{len(failed)} of {len(runs)} runs failed; the others are saved, so the same command again "
                  "runs only the failed ones")
@@ -946,15 +943,10 @@ def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretra
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "experiment.yaml")
     assets = resolve_assets(pretrain_dir, text_dir, gbert_dir)
-    try:
-        return run_medm_plm_experiment(data_dir, out, assets, models=DEFAULT_MODELS, tasks=TABLE_III_TASKS, seeds=seeds,
-                                       train_ratios=DEMO_RATIOS, cfg=cfg, raw_dir=raw_dir)
-    finally:
-        from medmm.models.downstream import clear_note_caches
-
-        clear_note_caches()
+    return run_medm_plm_experiment(data_dir, out, assets, models=DEFAULT_MODELS, tasks=TABLE_III_TASKS, seeds=seeds,
+                                   train_ratios=DEMO_RATIOS, cfg=cfg, raw_dir=raw_dir)
 
 
-__all__ = ["ExperimentConfig", "demo_experiment_config", "run_demo_experiment", "warm_text_caches", "run_medm_plm_experiment", "main_experiment", "resolve_assets",
+__all__ = ["ExperimentConfig", "demo_experiment_config", "run_demo_experiment", "frozen_note_features", "run_medm_plm_experiment", "main_experiment", "resolve_assets",
            "find_ground_truth", "oracle_metrics", "attention_example", "DEFAULT_MODELS", "RunSpec",
            "run_config", "input_identity", "stored_result", "load_result"]

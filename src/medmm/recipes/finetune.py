@@ -223,6 +223,14 @@ class TaskData:
     splits: dict[str, TaskDataset]
     task: Task  # what built them: its metrics score the predictions
 
+    def notes(self) -> list[list[int]]:
+        """Every note token list the samples hold (current and history notes, every split)."""
+        out: list[list[int]] = []
+        for ds in self.splits.values():
+            out += ds.features.get("input_ids", [])
+            out += [n for hist in ds.features.get("hist_input_ids", []) for n in hist]
+        return out
+
 
 def load_records(data: str | Path | pl.DataFrame) -> pl.DataFrame:
     """`visit_records` of a prepared dataset directory (or the records themselves)."""
@@ -303,8 +311,13 @@ def task_metrics(spec: TaskSpec, y: np.ndarray, p: np.ndarray) -> dict[str, floa
 
 def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.DataFrame | None, assets: Any,
                  cfg: FinetuneConfig | None, out_dir: str | Path, seed: int = 0, train_fraction: float = 1.0,
-                 keep_model: bool = False, resume: bool = False) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
+                 keep_model: bool = False, resume: bool = False,
+                 note_features: dict | None = None) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
     """`finetune` that can reuse a prepared `TaskData` and hand back the fine-tuned model.
+
+    note_features: the frozen text towers' outputs (`downstream.NoteFeatures` by tower key), as
+    the experiment computes them once for all its runs; missing ones are computed here over the
+    task's notes, before training (a model without a frozen tower needs none).
 
     resume: continue the interrupted run in `out_dir` from train/checkpoints/last exactly (the
     same weights as an uninterrupted run; a fresh start when there is no checkpoint). The caller
@@ -320,7 +333,7 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     try:
-        return _run(model_name, td, assets, cfg, out, seed, train_fraction, keep_model, resume, t0, c0)
+        return _run(model_name, td, assets, cfg, out, seed, train_fraction, keep_model, resume, note_features, t0, c0)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -335,7 +348,7 @@ def resolved_train_config(model_name: str, task: str, cfg: FinetuneConfig, seed:
 
 
 def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: Path, seed: int,
-         train_fraction: float, keep_model: bool, resume: bool, t0: float,
+         train_fraction: float, keep_model: bool, resume: bool, note_features: dict | None, t0: float,
          c0: float) -> tuple[dict[str, Any], nn.Module | None, TaskData]:
     from medmm.models import downstream  # the registry, looked up at call time (tests may stand in)
 
@@ -348,6 +361,8 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
 
     seed_everything(seed)  # the new layers' initialisation depends on the seed
     model = downstream.build_model(model_name, spec, assets, **cfg.model_overrides.get(model_name, {}))
+    if downstream.frozen_text_towers(model):  # frozen towers read their outputs as data, computed once
+        downstream.attach_note_features(model, downstream.compute_note_features([model], td.notes(), note_features))
     tcfg = resolved_train_config(model_name, spec.name, cfg, seed)
     y_val = val_ds.labels
 
