@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from medmm.models.ontology_gat import OntologyEmbedding, restrict_tree
+from medmm.models.pretrained import (CODE_ENCODER, WEIGHTS, check_vocab, load_weights, model_class, save_weights,
+                                     write_code_vocab, write_config)
 
 SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[MASK]", "[SEP]", "[UNK]"]
 PAD_ID, CLS_ID, MASK_ID, SEP_ID, UNK_ID = range(len(SPECIAL_TOKENS))
@@ -135,6 +138,7 @@ class CodeEncoder(nn.Module):
     bucket's length), and every consumer masks those. `bucket_rows = 0` runs one padded pass.
     """
 
+    model_type: ClassVar[str] = CODE_ENCODER  # config.json's, see medmm.models.pretrained
     bucket_rows: int = 16  # an execution detail, not a model setting: not saved in the config
 
     def __init__(self, cfg: CodeEncoderConfig):
@@ -217,3 +221,29 @@ class CodeEncoder(nn.Module):
             n = max(int(ends[idx].max()), 1)
             z[idx, :n] = self.encoder(x[idx, :n], src_key_padding_mask=~mask[idx, :n])
         return z
+
+    # ---- checkpoint hooks (medmm.models.pretrained.save_pretrained / from_pretrained) ----------
+
+    def write_checkpoint(self, directory: Path, tokenizer=None) -> None:
+        """config.json + code_vocab.json + model.safetensors (`tokenizer`: no text tower, ignored)."""
+        write_config(directory, self.model_type, self.config.to_dict())
+        write_code_vocab(directory, self.config)
+        save_weights(self, directory / WEIGHTS)
+
+    @classmethod
+    def read_checkpoint(cls, directory: Path, data: dict, dx_vocab: Sequence[str] | None = None,
+                        med_vocab: Sequence[str] | None = None) -> CodeEncoder:
+        """From a code-encoder checkpoint, or the code tower of one whose class declares
+        `code_tower_prefix` (its weights' prefix; its config's "code" entry is the tower's)."""
+        kind = data["model_type"]
+        if kind == cls.model_type:
+            cfg, prefix = CodeEncoderConfig.from_dict(data["config"]), None
+        else:
+            prefix = getattr(model_class(kind, directory), "code_tower_prefix", None)
+            if prefix is None:
+                raise ValueError(f"{directory}: model_type {kind!r} holds no code encoder")
+            cfg = CodeEncoderConfig.from_dict(data["config"]["code"])
+        check_vocab(cfg, dx_vocab, med_vocab, directory)
+        model = cls(cfg)
+        load_weights(model, directory / WEIGHTS, only_prefix=prefix)
+        return model

@@ -8,20 +8,27 @@ A missing modality is an absent key: the model then returns that tower's feature
 R = Ẑ for the present one (no cross-attention is possible).
 
 `MedMPLM.forward` returns features; `MedMPLMForPretraining` adds the masked-code objectives
-(Eq. 8-9) and sums them (Eq. 10).
+(Eq. 8-9) and sums them (Eq. 10). Both save and load through `medmm.models.pretrained` (layout
+there): the text tower as a plain BERT directory text/, every other weight in model.safetensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
+from transformers import PreTrainedTokenizerBase
 
 from medmm.models.code_encoder import MASK_ID, CodeEncoder, CodeEncoderConfig
 from medmm.models.cross_modal import CrossModal
-from medmm.models.text import TextEncoderConfig, build_text_encoder
+from medmm.models.pretrained import (MEDM_PLM, MEDM_PLM_PRETRAINING, WEIGHTS, check_vocab, load_weights,
+                                     save_weights, write_code_vocab, write_config)
+from medmm.models.text import TextEncoderConfig, build_text_encoder, check_bert_dir, has_tokenizer, save_bert
+from medmm.models.tokenizer import load_tokenizer
 from medmm.objectives.masked_code import MaskedCodeObjective, sum_losses
 from medmm.objectives.masking import mask_codes
 
@@ -52,7 +59,40 @@ class MedMPLMConfig:
         return cls(**d)
 
 
+def _write_plm(model: MedMPLM | MedMPLMForPretraining, directory: Path,
+               tokenizer: PreTrainedTokenizerBase | None) -> None:
+    """config.json, code_vocab.json, model.safetensors (all but the text tower), text/."""
+    plm = model if isinstance(model, MedMPLM) else model.model
+    cfg = plm.config.to_dict()
+    # The text tower's architecture comes from its own saved config.json; record it truthfully
+    # here and point the loader at text/ (set at load time).
+    bc = plm.text.config
+    cfg["text"].update(pretrained_path=None, vocab_size=bc.vocab_size, hidden_size=bc.hidden_size,
+                       num_layers=bc.num_hidden_layers, num_heads=bc.num_attention_heads,
+                       intermediate_size=bc.intermediate_size, max_position_embeddings=bc.max_position_embeddings)
+    write_config(directory, model.model_type, cfg)
+    write_code_vocab(directory, plm.config.code)
+    save_weights(model, directory / WEIGHTS, skip_prefix=model.text_prefix)
+    src = plm.config.text.pretrained_path
+    if tokenizer is None and src and has_tokenizer(Path(src)):
+        tokenizer = load_tokenizer(src)  # keep the text/ directory self-contained
+    save_bert(plm.text, directory / "text", tokenizer)
+
+
+def _plm_config(directory: Path, data: dict, dx_vocab: Sequence[str] | None,
+                med_vocab: Sequence[str] | None) -> MedMPLMConfig:
+    cfg = MedMPLMConfig.from_dict(data["config"])
+    cfg.text.pretrained_path = str(check_bert_dir(directory / "text"))
+    check_vocab(cfg.code, dx_vocab, med_vocab, directory)
+    return cfg
+
+
 class MedMPLM(nn.Module):
+    # Checkpoint: config.json's model_type, and where the towers' weights sit in the state dict.
+    model_type: ClassVar[str] = MEDM_PLM
+    text_prefix: ClassVar[str] = "text."
+    code_tower_prefix: ClassVar[str] = "code."  # read by CodeEncoder.read_checkpoint
+
     def __init__(self, cfg: MedMPLMConfig):
         super().__init__()
         self.config = cfg
@@ -93,9 +133,31 @@ class MedMPLM(nn.Module):
             feats["r_code"] = feats["z_code_cls"]
         return feats
 
+    def write_checkpoint(self, directory: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        _write_plm(self, directory, tokenizer)
+
+    @classmethod
+    def read_checkpoint(cls, directory: Path, data: dict, dx_vocab: Sequence[str] | None = None,
+                        med_vocab: Sequence[str] | None = None) -> MedMPLM:
+        """From a "medm-plm" checkpoint, or a "medm-plm-pretraining" one with its heads dropped."""
+        kind = data["model_type"]
+        if kind not in (MEDM_PLM, MEDM_PLM_PRETRAINING):
+            raise ValueError(f"{directory}: model_type {kind!r} is not a MedM-PLM checkpoint")
+        model = cls(_plm_config(directory, data, dx_vocab, med_vocab))
+        if kind == MEDM_PLM:
+            load_weights(model, directory / WEIGHTS, skip_prefix=cls.text_prefix)
+        else:
+            load_weights(model, directory / WEIGHTS, skip_prefix=cls.text_prefix, rename={"model.": ""},
+                         drop_prefixes=("objective.",))
+        return model
+
 
 class MedMPLMForPretraining(nn.Module):
     """MedM-PLM + Text-to-Code and Code-to-Code heads; `loss` = L_T2C + L_C2C (Eq. 10)."""
+
+    model_type: ClassVar[str] = MEDM_PLM_PRETRAINING
+    text_prefix: ClassVar[str] = "model.text."
+    code_tower_prefix: ClassVar[str] = "model.code."
 
     def __init__(self, cfg: MedMPLMConfig):
         super().__init__()
@@ -118,3 +180,15 @@ class MedMPLMForPretraining(nn.Module):
         out = self.objective(feats, batch)
         out["loss"] = sum_losses(out)
         return out
+
+    def write_checkpoint(self, directory: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        _write_plm(self, directory, tokenizer)
+
+    @classmethod
+    def read_checkpoint(cls, directory: Path, data: dict, dx_vocab: Sequence[str] | None = None,
+                        med_vocab: Sequence[str] | None = None) -> MedMPLMForPretraining:
+        if data["model_type"] != cls.model_type:
+            raise ValueError(f"{directory}: model_type {data['model_type']!r}, expected {cls.model_type!r}")
+        model = cls(_plm_config(directory, data, dx_vocab, med_vocab))
+        load_weights(model, directory / WEIGHTS, skip_prefix=cls.text_prefix)
+        return model

@@ -8,7 +8,14 @@ Layout of a MedM-PLM directory:
                          tokenizer files): `BertModel.from_pretrained(dir/text)` and
                          `AutoTokenizer.from_pretrained(dir/text)` read it.
 A code-tower directory ("medmm-code-encoder") holds the first three files only. A text tower on
-its own is saved as a plain BERT directory.
+its own is saved as a plain BERT directory (config.json's model_type "bert").
+
+Dispatch is the transformers shape: each saveable class carries its `model_type` and its own
+`write_checkpoint(directory, tokenizer)` / classmethod `read_checkpoint(directory, data, dx_vocab,
+med_vocab)` (`data`: the parsed config.json); `MODEL_TYPES` maps a directory's model_type to the
+class that reads it. Adding a saveable model: the class with those three members, then one line
+in `MODEL_TYPES`. transformers' own `BertModel` cannot carry the hooks, so `save_bert` /
+`load_bert` (medmm.models.text) stand in for them.
 
 Directories are written to a temporary sibling and renamed, so a crash never leaves half a
 checkpoint behind.
@@ -16,26 +23,70 @@ checkpoint behind.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from transformers import BertModel, PreTrainedTokenizerBase
 
 from medmm.data.io import atomic_dir
-from medmm.models.code_encoder import CodeEncoder, CodeEncoderConfig
-from medmm.models.medm_plm import MedMPLM, MedMPLMConfig, MedMPLMForPretraining
-from medmm.models.text import TextMLM, check_bert_dir
-from medmm.models.tokenizer import load_tokenizer, save_tokenizer
+from medmm.models.text import load_bert, save_bert
+
+if TYPE_CHECKING:
+    from medmm.models.code_encoder import CodeEncoder, CodeEncoderConfig
+    from medmm.models.medm_plm import MedMPLM, MedMPLMForPretraining
 
 FORMAT_VERSION = 1
+BERT = "bert"
 CODE_ENCODER = "medmm-code-encoder"
 MEDM_PLM = "medm-plm"
 MEDM_PLM_PRETRAINING = "medm-plm-pretraining"
+CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+CODE_VOCAB = "code_vocab.json"
+
+# model_type -> the class that reads it: a class, or "module:Class" imported on first use (so this
+# file imports no model module that imports it, and those may use the helpers below).
+MODEL_TYPES: dict[str, str | type] = {
+    BERT: "transformers:BertModel",
+    CODE_ENCODER: "medmm.models.code_encoder:CodeEncoder",
+    MEDM_PLM: "medmm.models.medm_plm:MedMPLM",
+    MEDM_PLM_PRETRAINING: "medmm.models.medm_plm:MedMPLMForPretraining",
+}
+
+
+class Checkpointable(Protocol):
+    """What a saveable medmm model carries (see the module docstring)."""
+
+    model_type: ClassVar[str]
+
+    def write_checkpoint(self, directory: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        """Write the checkpoint's files into `directory` (an empty temporary directory)."""
+
+    @classmethod
+    def read_checkpoint(cls, directory: Path, data: dict, dx_vocab: Sequence[str] | None = None,
+                        med_vocab: Sequence[str] | None = None) -> nn.Module:
+        """The model of `directory`, whose config.json (already checked by `read_config`) is `data`."""
+
+
+def model_class(model_type: str, source: str | Path | None = None) -> type[nn.Module]:
+    """The registered class for `model_type`; a ValueError naming the known ones otherwise."""
+    if model_type not in MODEL_TYPES:
+        where = f"{source}: " if source is not None else ""
+        raise ValueError(f"{where}unknown model_type {model_type!r} (known: {', '.join(MODEL_TYPES)})")
+    cls = MODEL_TYPES[model_type]
+    if isinstance(cls, str):
+        module, name = cls.split(":")
+        cls = getattr(importlib.import_module(module), name)
+    if cls is not BertModel and getattr(cls, "model_type", None) != model_type:
+        raise TypeError(f"MODEL_TYPES[{model_type!r}] is {cls.__name__}, whose model_type is "
+                        f"{getattr(cls, 'model_type', None)!r}")
+    return cls
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -47,7 +98,7 @@ def _atomic_dir(directory: Path) -> Iterator[Path]:
     if directory.exists():
         if not directory.is_dir():
             raise FileExistsError(f"{directory} exists and is not a directory")
-        if any(directory.iterdir()) and not (directory / "config.json").is_file():
+        if any(directory.iterdir()) and not (directory / CONFIG).is_file():
             raise FileExistsError(f"{directory} is a non-empty directory that is not a checkpoint; "
                                   "refusing to overwrite it")
     with atomic_dir(directory, overwrite=True) as tmp:
@@ -58,65 +109,45 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def _code_vocab_json(cfg: CodeEncoderConfig) -> dict:
-    return {"dx": cfg.dx_vocab, "med": cfg.med_vocab, "tokens": cfg.vocab()}
+def write_config(directory: Path, model_type: str, config: dict[str, Any]) -> None:
+    """directory/config.json = {"model_type", "format_version", "config"} (this key order)."""
+    _write_json(Path(directory) / CONFIG, {"model_type": model_type, "format_version": FORMAT_VERSION,
+                                           "config": config})
 
 
-def _save_weights(module: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
+def write_code_vocab(directory: Path, cfg: CodeEncoderConfig) -> None:
+    """directory/code_vocab.json: the code vocabularies, for people (the config holds them too)."""
+    _write_json(Path(directory) / CODE_VOCAB, {"dx": cfg.dx_vocab, "med": cfg.med_vocab, "tokens": cfg.vocab()})
+
+
+def save_weights(module: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
+    """`module`'s state dict (less the keys under `skip_prefix`) as a safetensors file."""
     sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()
           if skip_prefix is None or not k.startswith(skip_prefix)}
     save_file(sd, str(path), metadata={"format": "pt"})
 
 
-def _has_tokenizer(d: Path) -> bool:
-    return (d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file()
-
-
-def _save_text(bert: BertModel, directory: Path, tokenizer: PreTrainedTokenizerBase | None) -> None:
-    bert.save_pretrained(str(directory))  # config.json + model.safetensors
-    if tokenizer is not None:
-        save_tokenizer(tokenizer, directory)
-
-
 def save_pretrained(model: nn.Module, directory: str | Path,
                     tokenizer: PreTrainedTokenizerBase | None = None) -> Path:
-    """Save a MedMPLM, MedMPLMForPretraining, CodeEncoder, BertModel or TextMLM to `directory`.
+    """Save a MedMPLM, MedMPLMForPretraining, CodeEncoder, BertModel, TextMLM or any class with the
+    checkpoint hooks (module docstring) to `directory`.
 
     `tokenizer` (the text tower's) is written beside the BERT weights so the text directory is
     self-contained.
     """
+    bert = isinstance(model, BertModel)
+    if not bert:
+        model_type = getattr(type(model), "model_type", None)
+        if not isinstance(model_type, str) or not hasattr(model, "write_checkpoint"):
+            raise TypeError(f"save_pretrained: unsupported model type {type(model).__name__} "
+                            "(saveable: BertModel and classes with model_type / write_checkpoint)")
+        model_class(model_type)  # unregistered: fail before writing a directory nothing could read
     directory = Path(directory)
     with _atomic_dir(directory) as tmp:
-        if isinstance(model, (MedMPLM, MedMPLMForPretraining)):
-            plm = model if isinstance(model, MedMPLM) else model.model
-            kind = MEDM_PLM if isinstance(model, MedMPLM) else MEDM_PLM_PRETRAINING
-            cfg = plm.config.to_dict()
-            # The text tower's architecture comes from its own saved config.json; record it
-            # truthfully here and point the loader at text/ (set at load time).
-            bc = plm.text.config
-            cfg["text"].update(pretrained_path=None, vocab_size=bc.vocab_size, hidden_size=bc.hidden_size,
-                               num_layers=bc.num_hidden_layers, num_heads=bc.num_attention_heads,
-                               intermediate_size=bc.intermediate_size,
-                               max_position_embeddings=bc.max_position_embeddings)
-            _write_json(tmp / "config.json", {"model_type": kind, "format_version": FORMAT_VERSION, "config": cfg})
-            _write_json(tmp / "code_vocab.json", _code_vocab_json(plm.config.code))
-            text_prefix = "text." if kind == MEDM_PLM else "model.text."
-            _save_weights(model, tmp / WEIGHTS, skip_prefix=text_prefix)
-            src = plm.config.text.pretrained_path
-            if tokenizer is None and src and _has_tokenizer(Path(src)):
-                tokenizer = load_tokenizer(src)  # keep the text/ directory self-contained
-            _save_text(plm.text, tmp / "text", tokenizer)
-        elif isinstance(model, CodeEncoder):
-            _write_json(tmp / "config.json", {"model_type": CODE_ENCODER, "format_version": FORMAT_VERSION,
-                                              "config": model.config.to_dict()})
-            _write_json(tmp / "code_vocab.json", _code_vocab_json(model.config))
-            _save_weights(model, tmp / WEIGHTS)
-        elif isinstance(model, TextMLM):
-            model.save_pretrained(tmp, tokenizer)
-        elif isinstance(model, BertModel):
-            _save_text(model, tmp, tokenizer)
+        if bert:
+            save_bert(model, tmp, tokenizer)
         else:
-            raise TypeError(f"save_pretrained: unsupported model type {type(model).__name__}")
+            model.write_checkpoint(tmp, tokenizer)
     return directory
 
 
@@ -126,7 +157,7 @@ def read_config(directory: str | Path) -> dict:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
-    path = directory / "config.json"
+    path = directory / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a checkpoint: no config.json")
     try:
@@ -135,7 +166,7 @@ def read_config(directory: str | Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, dict) or "model_type" not in data:
         raise ValueError(f"{path}: no 'model_type' key")
-    if data["model_type"] != "bert" and data.get("format_version") != FORMAT_VERSION:
+    if data["model_type"] != BERT and data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {data.get('format_version')!r}, this medmm reads {FORMAT_VERSION}")
     return data
 
@@ -162,11 +193,17 @@ def check_vocab(cfg: CodeEncoderConfig, dx_vocab: Sequence[str] | None, med_voca
         raise ValueError(msg)
 
 
-def _load_weights(model: nn.Module, path: Path, skip_prefix: str | None = None,
-                  rename: dict[str, str] | None = None, drop_prefixes: Sequence[str] = ()) -> None:
+def load_weights(model: nn.Module, path: Path, skip_prefix: str | None = None,
+                 rename: dict[str, str] | None = None, drop_prefixes: Sequence[str] = (),
+                 only_prefix: str | None = None) -> None:
+    """Load a safetensors file into `model`: every model key outside `skip_prefix` must be in the
+    file and every file key in the model, shapes included, after the file's keys are narrowed to
+    `only_prefix` (then stripped of it), renamed by prefix (`rename`) and `drop_prefixes` dropped."""
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent}: no {path.name}")
     sd = load_file(str(path))  # safetensors: tensors only, nothing unpickled
+    if only_prefix is not None:
+        sd = {k[len(only_prefix):]: v for k, v in sd.items() if k.startswith(only_prefix)}
     if rename:
         for old, new in rename.items():
             sd = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in sd.items()}
@@ -183,88 +220,47 @@ def _load_weights(model: nn.Module, path: Path, skip_prefix: str | None = None,
     model.load_state_dict(sd, strict=False)
 
 
-def _plm_config(directory: Path, data: dict) -> MedMPLMConfig:
-    cfg = MedMPLMConfig.from_dict(data["config"])
-    cfg.text.pretrained_path = str(check_bert_dir(directory / "text"))
-    return cfg
+def _read(model_type: str, directory: str | Path, dx_vocab, med_vocab) -> nn.Module:
+    """`directory` read by the class registered for `model_type` (which checks what it accepts)."""
+    directory = Path(directory)
+    return model_class(model_type).read_checkpoint(directory, read_config(directory), dx_vocab=dx_vocab,
+                                                   med_vocab=med_vocab)
 
 
 def load_medm_plm(directory: str | Path, dx_vocab: Sequence[str] | None = None,
                   med_vocab: Sequence[str] | None = None) -> MedMPLM:
     """A MedMPLM from a "medm-plm" or a "medm-plm-pretraining" checkpoint (heads dropped)."""
-    directory = Path(directory)
-    data = read_config(directory)
-    kind = data["model_type"]
-    if kind not in (MEDM_PLM, MEDM_PLM_PRETRAINING):
-        raise ValueError(f"{directory}: model_type {kind!r} is not a MedM-PLM checkpoint")
-    cfg = _plm_config(directory, data)
-    check_vocab(cfg.code, dx_vocab, med_vocab, directory)
-    model = MedMPLM(cfg)
-    if kind == MEDM_PLM:
-        _load_weights(model, directory / WEIGHTS, skip_prefix="text.")
-    else:
-        _load_weights(model, directory / WEIGHTS, skip_prefix="text.", rename={"model.": ""},
-                      drop_prefixes=("objective.",))
-    return model
+    return _read(MEDM_PLM, directory, dx_vocab, med_vocab)
 
 
 def load_medm_plm_for_pretraining(directory: str | Path, dx_vocab: Sequence[str] | None = None,
                                   med_vocab: Sequence[str] | None = None) -> MedMPLMForPretraining:
-    directory = Path(directory)
-    data = read_config(directory)
-    if data["model_type"] != MEDM_PLM_PRETRAINING:
-        raise ValueError(f"{directory}: model_type {data['model_type']!r}, expected {MEDM_PLM_PRETRAINING!r}")
-    cfg = _plm_config(directory, data)
-    check_vocab(cfg.code, dx_vocab, med_vocab, directory)
-    model = MedMPLMForPretraining(cfg)
-    _load_weights(model, directory / WEIGHTS, skip_prefix="model.text.")
-    return model
+    return _read(MEDM_PLM_PRETRAINING, directory, dx_vocab, med_vocab)
 
 
 def load_code_encoder(directory: str | Path, dx_vocab: Sequence[str] | None = None,
                       med_vocab: Sequence[str] | None = None) -> CodeEncoder:
-    """The code tower from a code-encoder checkpoint or from a MedM-PLM checkpoint (Table VI:
-    G-BERT initialised from MedM-PLM's code tower)."""
-    directory = Path(directory)
-    data = read_config(directory)
-    kind = data["model_type"]
-    if kind == CODE_ENCODER:
-        cfg, prefix = CodeEncoderConfig.from_dict(data["config"]), None
-    elif kind in (MEDM_PLM, MEDM_PLM_PRETRAINING):
-        cfg = CodeEncoderConfig.from_dict(data["config"]["code"])
-        prefix = "code." if kind == MEDM_PLM else "model.code."
-    else:
-        raise ValueError(f"{directory}: model_type {kind!r} holds no code encoder")
-    check_vocab(cfg, dx_vocab, med_vocab, directory)
-    model = CodeEncoder(cfg)
-    if prefix is None:
-        _load_weights(model, directory / WEIGHTS)
-    else:
-        sd = {k[len(prefix):]: v for k, v in load_file(str(directory / WEIGHTS)).items() if k.startswith(prefix)}
-        missing = sorted(set(model.state_dict()) - set(sd))
-        if missing:
-            raise ValueError(f"{directory / WEIGHTS}: code tower weights missing: {missing[:5]}")
-        model.load_state_dict(sd, strict=True)
-    return model
+    """The code tower from a code-encoder checkpoint or from any checkpoint whose class declares
+    `code_tower_prefix` (MedM-PLM's; Table VI: G-BERT initialised from MedM-PLM's code tower)."""
+    return _read(CODE_ENCODER, directory, dx_vocab, med_vocab)
 
 
 def load_text_encoder(directory: str | Path) -> BertModel:
-    """The text BertModel of a BERT directory or of a MedM-PLM checkpoint (its text/)."""
+    """The text BertModel of a BERT directory or of a MedM-PLM checkpoint (its text/), with a
+    pooler exactly when the saved weights have one."""
     directory = Path(directory)
-    if (directory / "text").is_dir() and read_config(directory)["model_type"] != "bert":
+    if (directory / "text").is_dir() and read_config(directory)["model_type"] != BERT:
         directory = directory / "text"
-    return BertModel.from_pretrained(str(check_bert_dir(directory)))
+    return load_bert(directory)
 
 
 def from_pretrained(directory: str | Path, dx_vocab: Sequence[str] | None = None,
                     med_vocab: Sequence[str] | None = None) -> nn.Module:
-    """Load whatever `save_pretrained` wrote, as the same class (BERT directories -> BertModel)."""
-    kind = read_config(directory)["model_type"]
-    loaders = {MEDM_PLM: load_medm_plm, MEDM_PLM_PRETRAINING: load_medm_plm_for_pretraining,
-               CODE_ENCODER: load_code_encoder}
-    if kind == "bert":
+    """Load whatever `save_pretrained` wrote, as the class `MODEL_TYPES` names for its model_type
+    (BERT directories, a TextMLM's included -> BertModel)."""
+    directory = Path(directory)
+    data = read_config(directory)
+    cls = model_class(data["model_type"], directory)
+    if cls is BertModel:
         return load_text_encoder(directory)
-    if kind not in loaders:
-        raise ValueError(f"{directory}: unknown model_type {kind!r} (known: bert, {', '.join(loaders)})")
-    return loaders[kind](directory, dx_vocab, med_vocab)
-
+    return cls.read_checkpoint(directory, data, dx_vocab=dx_vocab, med_vocab=med_vocab)

@@ -6,6 +6,10 @@ from `TextEncoderConfig` and, optionally, pre-trained with masked language model
 (`TextMLM`, used by `medmm pretrain text-mlm`); its saved directory is a plain BERT directory that
 `BertModel.from_pretrained` / `AutoTokenizer.from_pretrained` read, so it can stand in for
 ClinicalBERT anywhere.
+
+A tower loaded from a directory has a pooler exactly when the directory's weights do (a real
+BERT / ClinicalBERT does), so saving it writes them back unchanged. MedM-PLM never uses the
+pooler (Ẑ_T is the [CLS] hidden state), so it is kept frozen.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 import torch.nn as nn
+from safetensors import safe_open
 from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerBase
 
+from medmm.models.tokenizer import save_tokenizer
 from medmm.objectives.masking import MaskedTokens, bert_mask
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
+# The pooler's weight as a BertModel saves it, and as BertFor* heads (ClinicalBERT's) save it.
+_POOLER_KEYS = ("pooler.dense.weight", "bert.pooler.dense.weight")
 
 
 @dataclass
@@ -80,16 +89,51 @@ def check_bert_dir(path: str | Path) -> Path:
     return path
 
 
+def has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").is_file() or (path / "vocab.txt").is_file()
+
+
+def _weight_names(path: Path) -> set[str] | None:
+    """The weight names of a BERT directory, read without loading a tensor; None for a single
+    pickled pytorch_model.bin (its names cannot be listed without unpickling it)."""
+    if (path / "model.safetensors").is_file():
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            return set(f.keys())
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (path / index).is_file():
+            return set(json.loads((path / index).read_text())["weight_map"])
+    return None
+
+
+def load_bert(path: str | Path, add_pooling_layer: bool = False) -> BertModel:
+    """The `BertModel` of a local BERT directory, with a pooler when its weights hold one (or
+    `add_pooling_layer`: then a freshly initialised one where they do not)."""
+    path = check_bert_dir(path)
+    names = _weight_names(path)
+    pooled = add_pooling_layer or names is None or any(k in names for k in _POOLER_KEYS)
+    # Loads safetensors when present; transformers refuses to unpickle .bin without weights_only.
+    model, info = BertModel.from_pretrained(str(path), add_pooling_layer=pooled, output_loading_info=True)
+    if not add_pooling_layer and any(k.startswith("pooler.") for k in info["missing_keys"]):
+        model.pooler = None  # a .bin without a pooler: drop the one transformers initialised
+    return model
+
+
+def save_bert(bert: BertModel, directory: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+    """A plain BERT directory: config.json + model.safetensors (the pooler if it has one) [+ tokenizer]."""
+    bert.save_pretrained(str(directory))
+    if tokenizer is not None:
+        save_tokenizer(tokenizer, directory)
+
+
 def build_text_encoder(cfg: TextEncoderConfig, add_pooling_layer: bool = False) -> BertModel:
     """A `BertModel` from `cfg`, or loaded from `cfg.pretrained_path`; then frozen per `cfg`.
 
-    No pooler by default: MedM-PLM uses the [CLS] hidden state itself as Ẑ_T, and a pooler
-    that receives no gradient would break DistributedDataParallel (unused parameters).
+    A new tower has no pooler unless asked: MedM-PLM uses the [CLS] hidden state itself as Ẑ_T.
+    A loaded one keeps its checkpoint's pooler (`load_bert`), so that saving it loses nothing;
+    `freeze` keeps it out of training.
     """
     if cfg.pretrained_path:
-        # Loads safetensors when present; transformers refuses to unpickle .bin without weights_only.
-        model = BertModel.from_pretrained(str(check_bert_dir(cfg.pretrained_path)),
-                                          add_pooling_layer=add_pooling_layer)
+        model = load_bert(cfg.pretrained_path, add_pooling_layer=add_pooling_layer)
     else:
         model = BertModel(cfg.to_bert_config(), add_pooling_layer=add_pooling_layer)
     freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
@@ -97,10 +141,14 @@ def build_text_encoder(cfg: TextEncoderConfig, add_pooling_layer: bool = False) 
 
 
 def freeze(bert: BertModel, embeddings: bool, layers: int) -> None:
-    """Stop gradients to the embeddings and/or the first `layers` transformer layers."""
+    """Stop gradients to the embeddings and/or the first `layers` transformer layers, and always
+    to the pooler: nothing here uses its output, and a trainable parameter that receives no
+    gradient breaks DistributedDataParallel (and would sit in the optimiser doing nothing)."""
     n = len(bert.encoder.layer)
     if not 0 <= layers <= n:
         raise ValueError(f"freeze_layers={layers} but the text encoder has {n} layers")
+    if bert.pooler is not None:
+        bert.pooler.requires_grad_(False)
     if embeddings:
         bert.embeddings.requires_grad_(False)
     for layer in bert.encoder.layer[:layers]:
@@ -112,7 +160,12 @@ class TextMLM(nn.Module):
 
     Not part of MedM-PLM's objective (the paper has no text-to-text MLM; it starts from
     ClinicalBERT): this builds a ClinicalBERT stand-in when no such checkpoint exists.
+    Saved, it is a BERT directory (model_type "bert"), which `medmm.models.pretrained.from_pretrained`
+    reads back as its encoder, a `BertModel`; `TextMLM(TextEncoderConfig(pretrained_path=dir))`
+    resumes MLM from it.
     """
+
+    model_type: ClassVar[str] = "bert"  # medmm.models.pretrained.BERT
 
     def __init__(self, cfg: TextEncoderConfig):
         super().__init__()
@@ -155,12 +208,13 @@ class TextMLM(nn.Module):
         """Write a BERT directory (config.json + model.safetensors [+ tokenizer files]).
 
         The MLM head is kept so that MLM can resume from the directory; `BertModel.from_pretrained`
-        drops it and initialises the (unused) pooler.
+        drops it and initialises the (unused) pooler (`load_bert` leaves the pooler out).
         """
-        from medmm.models.tokenizer import save_tokenizer
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        self.write_checkpoint(directory, tokenizer)
+
+    def write_checkpoint(self, directory: Path, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
         self.mlm.save_pretrained(str(directory))
         if tokenizer is not None:
             save_tokenizer(tokenizer, directory)
