@@ -5,18 +5,17 @@ G-BERT (code-only self- and dual-prediction, the Table III baseline's pre-traini
     medmm pretrain medm-plm  --data DATASET --out RUN [--config FILE] [key=value ...] [--resume]
     medmm pretrain gbert     --data DATASET --out RUN [--config FILE] [key=value ...] [--resume]
 
-Pre-training data (MedM-PLM §III-C): every visit with a discharge summary and at least one
-code is a single-visit record. Patients come from the split owned by `medmm.tasks.splits`:
-the `train` patients pre-train, the `val` patients validate, and the `test` patients -- held
-out by every downstream task -- never appear here. G-BERT pre-trains on the same visits (their
-codes only), with the same vocabulary rule, so its tower loads into the experiment beside
-MedM-PLM's (`Assets.gbert_path`; the vocabularies must be the same lists).
+Pre-training data (`medmm.tasks.pretraining`, MedM-PLM §III-C): every visit with a discharge
+summary and at least one code is a single-visit record, from the `train` and `val` patients of
+`medmm.tasks.splits` (the downstream `test` patients never appear). G-BERT pre-trains on the same
+visits (their codes only), with the same vocabulary rule, so its tower loads into the experiment
+beside MedM-PLM's (`Assets.gbert_path`; the vocabularies must be the same lists).
 
 Both masked-code recipes validate alike (`MaskedCodeValidation`): fixed masks on the validation
 visits, the mean of every `loss_*`, and the masked-code top-5 of each prediction side against
 the frequency baseline's on the same masks.
 
-Training masks (`_MaskingCollate`) are drawn per visit from a generator seeded by (train.seed,
+Training masks (`MaskingCollate`) are drawn per visit from a generator seeded by (train.seed,
 epoch, the visit's index in the training set): new masks every epoch, the same ones however the
 epoch is split into ranks, micro-batches or resumed runs. With `torchrun` each rank trains on its
 shard; rank 0 alone writes out/model, recipe.yaml and pretrain_summary.json (the other ranks wait
@@ -27,11 +26,9 @@ batch's masked tokens, on any number of ranks (`medmm.train.loop`, "Data paralle
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,32 +39,23 @@ import torch
 from torch.utils.data import Dataset
 
 from medmm.config import load_config, save_config
-from medmm.data.schema import load_dataset
 from medmm.models.baselines.gbert import GBertForPretraining, GBertPretrainConfig
-from medmm.models.code_encoder import MASK_ID, CodeEncoderConfig
+from medmm.models.code_encoder import CodeEncoderConfig
 from medmm.models.medm_plm import MedMPLMConfig, MedMPLMForPretraining
 from medmm.models.pretrained import save_pretrained
 from medmm.models.text import TextEncoderConfig, TextMLM
 from medmm.models.tokenizer import load_tokenizer, train_wordpiece
 from medmm.objectives.masked_code import masked_code_topk
-from medmm.objectives.masking import mask_codes
-from medmm.ontology.atc import atc_tree
-from medmm.ontology.icd9 import icd9_dx_subtree
-from medmm.tasks.splits import with_split
-from medmm.tasks.visits import visit_records
+from medmm.tasks.pretraining import (Column, EvalMasking, MaskingCollate, PretrainDataConfig, VisitDataset,
+                                     code_encoder_config, code_vocabularies, collate_visits, encode_codes,
+                                     fixed_eval_batches, masked_token_count, note_ids, pad, pretraining_visits,
+                                     sample_generator, split_visits, train_val, with_vocabularies)
 from medmm.train import distributed as D
 from medmm.train.checkpoint import seed_everything
 from medmm.train.device import model_device, to_device
 from medmm.train.loop import FitResult, Trainer, TrainConfig
 
 # ----------------------------------------------------------------------------- configs
-
-
-@dataclass
-class PretrainDataConfig:
-    split_seed: int = 0
-    max_text_len: int = 256  # paper: 512; the demo uses 256 on CPU
-    min_code_count: int = 1  # codes seen fewer times among training visits become [UNK]
 
 
 @dataclass
@@ -128,150 +116,14 @@ class GBertRecipe:
         early_stopping_patience=2, early_stopping_metric="loss", log_every=10))
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def pretraining_visits(data_dir: str | Path, split_seed: int) -> pl.DataFrame:
-    """Single-visit records with a note and at least one code, with their `split`; test excluded."""
-    recs = visit_records(load_dataset(data_dir))
-    recs = recs.filter(pl.col("text").is_not_null() & ((pl.col("dx").list.len() + pl.col("med").list.len()) > 0))
-    recs = with_split(recs, seed=split_seed)
-    return recs.filter(pl.col("split") != "test")
-
-
-def split_visits(data_dir: str | Path, data: PretrainDataConfig
-                 ) -> tuple[pl.DataFrame, pl.DataFrame, list[str], list[str]]:
-    """Train and validation visits and the code vocabularies built from the training ones."""
-    visits = pretraining_visits(data_dir, data.split_seed)
-    train, val = visits.filter(pl.col("split") == "train"), visits.filter(pl.col("split") == "val")
-    return (train, val, *code_vocabularies(train, data.min_code_count))
-
-
-def code_vocabularies(train: pl.DataFrame, min_count: int) -> tuple[list[str], list[str]]:
-    """Diagnosis and ATC-3 vocabularies from training visits, most frequent first."""
-    def vocab(col: str) -> list[str]:
-        counts = Counter(c for codes in train[col].to_list() for c in codes)
-        return [c for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
-    return vocab("dx"), vocab("med")
-
-
-def code_encoder_config(dx_vocab: list[str], med_vocab: list[str], r: CodeTowerRecipe) -> CodeEncoderConfig:
-    return CodeEncoderConfig(
-        dx_vocab=dx_vocab, med_vocab=med_vocab,
-        dx_tree=icd9_dx_subtree(dx_vocab).to_json()["parent"], med_tree=atc_tree(med_vocab).to_json()["parent"],
-        embed_dim=r.embed_dim, gat_heads=r.gat_heads, num_layers=r.num_layers, num_heads=r.num_heads,
-        intermediate_size=r.intermediate_size, dropout=r.dropout, max_codes=r.max_codes)
-
-
-class VisitDataset(Dataset):
-    """Pre-tokenised visits: note token ids and code token ids (lists of ints), and the visit's
-    index (which seeds its training masks)."""
-
-    def __init__(self, text_ids: list[list[int]], code_ids: list[list[int]]):
-        assert len(text_ids) == len(code_ids)
-        self.text_ids, self.code_ids = text_ids, code_ids
-
-    def __len__(self) -> int:
-        return len(self.text_ids)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input_ids": self.text_ids[i], "code_ids": self.code_ids[i], "index": i}
-
-
-def pad(seqs: list[list[int]] | list[torch.Tensor], pad_id: int = 0) -> torch.Tensor:
-    """(B, L_max) long tensor of the sequences (lists or 1-d tensors), right-padded with pad_id."""
-    out = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
-
-
-def encode_codes(df: pl.DataFrame, code_cfg: CodeEncoderConfig) -> list[list[int]]:
-    """Each visit's `[CLS] dx.. med..` ids."""
-    return [code_cfg.encode(dx, med) for dx, med in zip(df["dx"].to_list(), df["med"].to_list())]
-
-
-def collate_visits(samples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-    batch: dict[str, torch.Tensor] = {}
-    if "input_ids" in samples[0]:
-        batch["input_ids"] = pad([s["input_ids"] for s in samples])
-        batch["attention_mask"] = batch["input_ids"] != 0
-    if "code_ids" in samples[0]:
-        batch["code_ids"] = pad([s["code_ids"] for s in samples])
-        batch["code_mask"] = batch["code_ids"] != 0
-    return batch
-
-
-def _tokenize(tokenizer, texts: list[str], max_len: int) -> list[list[int]]:
-    return tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
-
-
 # ----------------------------------------------------------------------------- text MLM
-
-
-def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A CPU generator seeded by (seed, epoch, sample index) alone: a sample's draws do not depend
-    on the rank, the batch or anything drawn before them."""
-    digest = hashlib.blake2b(f"{seed},{epoch},{index}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
-
-
-class _MaskingCollate:
-    """Masks each sample with its own `sample_generator(seed, epoch, sample["index"])`, then pads.
-
-    Masks change every epoch (the loop calls `set_epoch`) and are the same on any number of ranks
-    or micro-batches, after a resume, and in DataLoader workers; the global RNG is not touched.
-    `prob` is the text MLM's rate; the code models mask at their own config's `mask_prob`.
-    """
-
-    def __init__(self, model: TextMLM | MedMPLMForPretraining | GBertForPretraining, tokenizer=None,
-                 prob: float = 0.15, seed: int = 0):
-        self.model, self.tokenizer, self.prob, self.seed = model, tokenizer, prob, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if any("index" not in s for s in samples):
-            raise KeyError("masking needs each sample's 'index' (VisitDataset / _Column items carry it)")
-        gens = [sample_generator(self.seed, self.epoch, s["index"]) for s in samples]
-        batch = collate_visits(samples)
-        if isinstance(self.model, TextMLM):
-            ms = [self.model.mask(torch.tensor([s["input_ids"]]), self.tokenizer, prob=self.prob, generator=g)
-                  for s, g in zip(samples, gens)]
-            return {"input_ids": pad([m.input_ids[0] for m in ms]), "attention_mask": batch["attention_mask"],
-                    "labels": pad([m.labels[0] for m in ms], pad_id=-100)}
-        ms = [self.model.mask({"code_ids": torch.tensor([s["code_ids"]])}, generator=g) for s, g in zip(samples, gens)]
-        return {**batch, "code_ids": pad([m["code_ids"][0] for m in ms]),
-                "code_labels": pad([m["code_labels"][0] for m in ms], pad_id=-100)}
-
-
-def masked_token_count(key: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    """`loss_weight` of a loss that is the mean over the masked positions of `batch[key]`."""
-    def count(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (batch[key] != -100).sum()
-    return count
-
-
-def _fixed_eval_batches(ds: Dataset, collate, batch_size: int, seed: int = 1234) -> list[dict]:
-    """Validation batches masked once with a fixed seed, so every evaluation sees the same masks
-    (a collate that draws from the global RNG gets it seeded; `_MaskingCollate` has its own seed)."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return [collate([ds[j] for j in range(i, min(i + batch_size, len(ds)))])
-                for i in range(0, len(ds), batch_size)]
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def pretrain_text_mlm(data_dir: str | Path, out_dir: str | Path, cfg: TextMLMRecipe,
                       resume: bool = False) -> dict[str, Any]:
     """Train a WordPiece tokenizer and a BERT MLM on the training patients' notes; save out/text."""
     out = Path(out_dir)
-    visits = pretraining_visits(data_dir, cfg.data.split_seed)
-    train, val = visits.filter(pl.col("split") == "train"), visits.filter(pl.col("split") == "val")
+    train, val = train_val(pretraining_visits(data_dir, cfg.data.split_seed))
     if cfg.text.pretrained_path:
         tokenizer = load_tokenizer(cfg.text.pretrained_path)
     else:
@@ -280,11 +132,11 @@ def pretrain_text_mlm(data_dir: str | Path, out_dir: str | Path, cfg: TextMLMRec
         cfg.text.vocab_size = len(tokenizer)
     seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = TextMLM(cfg.text)
-    text_train = _Column("input_ids", _tokenize(tokenizer, train["text"].to_list(), cfg.data.max_text_len))
-    text_val = _Column("input_ids", _tokenize(tokenizer, val["text"].to_list(), cfg.data.max_text_len))
-    collate = _MaskingCollate(model, tokenizer, cfg.mlm_prob, seed=cfg.train.seed)
-    val_batches = _fixed_eval_batches(text_val, _MaskingCollate(model, tokenizer, cfg.mlm_prob, seed=1234),
-                                      cfg.train.batch_size)
+    text_train = Column("input_ids", note_ids(train, tokenizer, cfg.data.max_text_len))
+    text_val = Column("input_ids", note_ids(val, tokenizer, cfg.data.max_text_len))
+    collate = MaskingCollate(model, tokenizer, cfg.mlm_prob, seed=cfg.train.seed)
+    val_batches = fixed_eval_batches(text_val, MaskingCollate(model, tokenizer, cfg.mlm_prob, seed=1234),
+                                     cfg.train.batch_size)
 
     def evaluate(m: TextMLM) -> dict[str, float]:
         tot, n = 0.0, 0
@@ -310,19 +162,6 @@ def pretrain_text_mlm(data_dir: str | Path, out_dir: str | Path, cfg: TextMLMRec
             return summary
 
         return D.on_main(export)
-
-
-class _Column(Dataset):
-    """One pre-tokenised field per sample: {key: ids[i]} (notes for text-mlm, codes for gbert)."""
-
-    def __init__(self, key: str, ids: list[list[int]]):
-        self.key, self.ids = key, ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {self.key: self.ids[i], "index": i}
 
 
 class _KwargsAdapter(torch.nn.Module):
@@ -356,14 +195,13 @@ def pretrain_medm_plm(data_dir: str | Path, out_dir: str | Path, cfg: MedMPLMRec
     written, no model exported); `resume=True` continues exactly from it.
     """
     t0 = time.perf_counter()
-    train, val, dx_vocab, med_vocab = split_visits(data_dir, cfg.data)
+    train, val, dx_vocab, med_vocab = _visits(data_dir, cfg.data)
     seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = build_medm_plm(cfg, dx_vocab, med_vocab)
     tokenizer = load_tokenizer(cfg.text.pretrained_path)
 
     def mk(df: pl.DataFrame) -> VisitDataset:
-        return VisitDataset(_tokenize(tokenizer, df["text"].to_list(), cfg.data.max_text_len),
-                            encode_codes(df, model.config.code))
+        return VisitDataset(note_ids(df, tokenizer, cfg.data.max_text_len), encode_codes(df, model.config.code))
 
     return _pretrain_masked_codes("medm-plm", data_dir, model, model.config.code, mk(train), mk(val), ("t2c", "c2c"),
                                   cfg, Path(out_dir), resume, stop_after, t0,
@@ -385,11 +223,11 @@ def pretrain_gbert(data_dir: str | Path, out_dir: str | Path, cfg: GBertRecipe,
     `--gbert`, `Assets.gbert_path`). `stop_after` / `resume` as for `pretrain_medm_plm`.
     """
     t0 = time.perf_counter()
-    train, val, dx_vocab, med_vocab = split_visits(data_dir, cfg.data)
+    train, val, dx_vocab, med_vocab = _visits(data_dir, cfg.data)
     seed_everything(cfg.train.seed)  # initialisation is part of the run: same seed, same weights
     model = build_gbert(cfg, dx_vocab, med_vocab)
     code_cfg = model.encoder.config
-    train_ds, val_ds = (_Column("code_ids", encode_codes(df, code_cfg)) for df in (train, val))
+    train_ds, val_ds = (Column("code_ids", encode_codes(df, code_cfg)) for df in (train, val))
     return _pretrain_masked_codes("gbert", data_dir, model, code_cfg, train_ds, val_ds, ("self", "dual"), cfg,
                                   Path(out_dir), resume, stop_after, t0,
                                   export=lambda d: save_pretrained(model.encoder, d))
@@ -398,24 +236,17 @@ def pretrain_gbert(data_dir: str | Path, out_dir: str | Path, cfg: GBertRecipe,
 # ----------------------------------------------------------------------------- shared by both
 
 
-class _EvalMasking:
-    """Validation masks: every picked code becomes [MASK] (no 10% kept / 10% random, which would
-    leave the answer visible) and every visit has at least one masked code."""
-
-    def __init__(self, code_cfg: CodeEncoderConfig, prob: float):
-        self.ranges, self.prob = code_cfg.code_ranges(), prob
-
-    def __call__(self, samples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        batch = collate_visits(samples)
-        m = mask_codes(batch["code_ids"], self.ranges, MASK_ID, prob=self.prob, mask_frac=1.0, random_frac=0.0,
-                       min_one=True)
-        return {**batch, "code_ids": m.input_ids, "code_labels": m.labels}
+def _visits(data_dir: str | Path, data: PretrainDataConfig
+            ) -> tuple[pl.DataFrame, pl.DataFrame, list[str], list[str]]:
+    """`split_visits`, with the visits read through this module's `pretraining_visits`, the name a
+    test replaces to plant visits."""
+    return with_vocabularies(pretraining_visits(data_dir, data.split_seed), data.min_code_count)
 
 
 class MaskedCodeValidation:
     """`evaluate(model)` of a masked-code pre-training (MedM-PLM, G-BERT).
 
-    Validation visits masked once (`_EvalMasking`, fixed seed): the same masks at every
+    Validation visits masked once (`EvalMasking`, fixed seed): the same masks at every
     evaluation, and -- the visits, vocabularies and seed being shared -- the same masks for
     MedM-PLM and G-BERT. Each `loss_*` of the model's output is averaged over masked codes and
     `loss` is their sum; `top5_<side>` ranks `logits_<side>` (B, n_codes) with `topk_unseen`; the
@@ -424,7 +255,7 @@ class MaskedCodeValidation:
 
     def __init__(self, val_ds: Dataset, code_cfg: CodeEncoderConfig, counts: torch.Tensor, sides: tuple[str, ...],
                  mask_prob: float, batch_size: int):
-        self.batches = _fixed_eval_batches(val_ds, _EvalMasking(code_cfg, mask_prob), batch_size)
+        self.batches = fixed_eval_batches(val_ds, EvalMasking(code_cfg, mask_prob), batch_size)
         self.offset, self.sides = code_cfg.dx_range[0], sides
         self.n_masked = max(sum(int((b["code_labels"] != -100).sum()) for b in self.batches), 1)
         self.baseline = sum(topk_unseen(counts.expand(b["code_ids"].shape[0], -1), b, self.offset)[0]
@@ -461,7 +292,7 @@ def _pretrain_masked_codes(recipe: str, data_dir: str | Path, model: torch.nn.Mo
     evaluate = MaskedCodeValidation(val_ds, code_cfg, counts, sides, cfg.mask_prob, cfg.train.batch_size)
     with D.distributed_session(device=cfg.train.device):
         result: FitResult = Trainer(model, train_ds, cfg.train, out, evaluate=evaluate, run_config=cfg,
-                                    collate_fn=_MaskingCollate(model, seed=cfg.train.seed),  # model.mask: mask_prob
+                                    collate_fn=MaskingCollate(model, seed=cfg.train.seed),  # model.mask: mask_prob
                                     loss_weight=_loss_weight(model)).fit(resume=resume, overwrite=not resume,
                                                                          stop_after=stop_after)
         if result.interrupted:
@@ -589,3 +420,14 @@ def run(kind: str, data_dir: str, out_dir: str, config: str | None, overrides: l
 
         D.on_main(write_recipe)
         return fn(data_dir, out_dir, cfg, resume=resume)
+
+
+
+# Names the plumbing had when it lived here (tests/, benchmarks/ and other recipes import them).
+_Column, _MaskingCollate, _EvalMasking, _fixed_eval_batches = Column, MaskingCollate, EvalMasking, fixed_eval_batches
+__all__ = ["PretrainDataConfig", "CodeTowerRecipe", "TextMLMRecipe", "MedMPLMRecipe", "GBertRecipe", "RECIPES",
+           "pretrain_text_mlm", "pretrain_medm_plm", "pretrain_gbert", "build_medm_plm", "build_gbert", "run",
+           "run_summary", "pretraining_note", "MaskedCodeValidation", "code_counts", "topk_unseen",
+           # from medmm.tasks.pretraining
+           "pretraining_visits", "split_visits", "code_vocabularies", "code_encoder_config", "encode_codes",
+           "VisitDataset", "pad", "collate_visits", "sample_generator", "masked_token_count"]
