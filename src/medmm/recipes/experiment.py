@@ -41,7 +41,8 @@ Convergence. Every run trains until early stopping on its validation selection m
 convergence: report.md says how many in its header and marks each one ("stopped at cap, may be
 under-trained"), and `budget_note` says why a config's cap is small (the demo's).
 
-Resuming. Invoked again with the same OUT, the experiment runs only what is not finished:
+Resuming (the grid runner, `medmm.recipes.runner`, shared by experiment recipes). Invoked again
+with the same OUT, the experiment runs only what is not finished:
     runs/<task>/<model>/seed<k>[-f<frac>]/
         result.json       the run's result (`run_finetune`) plus `config_hash`; written last and
                           atomically (temporary file, fsync, rename), so it marks the run finished
@@ -70,8 +71,6 @@ invocation's tokenise / featurise / cache / fine-tune / total seconds and worker
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import json
 import math
 import pickle
@@ -87,9 +86,11 @@ import polars as pl
 import torch
 
 from medmm.config import did_you_mean, to_dict
-from medmm.data.io import atomic_write_text, sha256_dir, sha256_file
+from medmm.data.io import sha256_dir, sha256_file
 from medmm.eval import report as R
 from medmm.eval.metrics import binary_metrics
+from medmm.recipes import runner
+from medmm.recipes.runner import CLOCK_KEYS, load_result, resumable_step, sha256_json, stored_result
 from medmm.recipes.finetune import (FinetuneConfig, TaskData, check_finetune_config, load_records, model_lr,
                                     predict, prepare_task, resolved_train_config, run_finetune)
 from medmm.tasks.featurize import Collator, NoteTokens
@@ -265,8 +266,7 @@ def attention_example(model: Any, td: TaskData, assets: Any, cfg: FinetuneConfig
 # ---------------------------------------------------------------------------------------------
 # Resumable runs: what each run depends on, and its record in OUT
 
-RESULT, RUN_CONFIG, ATTENTION = "result.json", "run_config.json", "attention.json"
-CLOCK_KEYS = ("wall_time_s", "cpu_time_s", "train_time_s")  # per run; kept out of results.json
+ATTENTION = "attention.json"  # Figure 5's run: `attention_example` of its model
 
 
 @dataclass
@@ -281,7 +281,11 @@ class RunSpec:
     config: dict[str, Any]  # `run_config`, written beside the result as run_config.json
     config_hash: str
     attention: bool  # the run whose model draws Figure 5
-    resume: bool = False  # continue its interrupted training (`resumable_step`)
+    resume: bool = False  # continue its interrupted training (`runner.resumable_step`)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return (ATTENTION,) if self.attention else ()
 
     @property
     def label(self) -> str:
@@ -297,8 +301,8 @@ def input_identity(data_dir: str | Path, assets: Any) -> dict[str, str | None]:
         path = getattr(assets, name, None)
         ids[name] = None if path is None else sha256_dir(path)
     # The tokenizer and code vocabulary as loaded (they need not come from one of those directories).
-    ids["tokenizer"] = _sha256_json(sorted(assets.tokenizer.get_vocab().items()))
-    ids["code_config"] = _sha256_json(assets.code_config.to_dict())
+    ids["tokenizer"] = sha256_json(sorted(assets.tokenizer.get_vocab().items()))
+    ids["code_config"] = sha256_json(assets.code_config.to_dict())
     return ids
 
 
@@ -318,89 +322,6 @@ def run_config(task: str, model: str, seed: int, train_fraction: float, ft: Fine
             "inputs": inputs}
 
 
-def _sha256_json(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def stored_result(run: RunSpec) -> tuple[dict[str, Any] | None, str | None]:
-    """(result, None) if an earlier invocation finished this run with the same config, else
-    (None, why its record cannot be used; None when there is none)."""
-    path = run.dir / RESULT
-    if not path.is_file():
-        return None, None
-    try:
-        res = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:  # a truncated file is a JSONDecodeError (a ValueError)
-        return None, f"{RESULT} is unreadable ({type(e).__name__}: {e})"
-    if not isinstance(res, dict) or not isinstance(res.get("metrics"), dict):
-        return None, f"{RESULT} holds no run result"
-    if "config_hash" not in res:
-        return None, f"{RESULT} has no config_hash (the run stopped before it was recorded)"
-    if res["config_hash"] != run.config_hash:
-        return None, f"the config changed ({_config_changes(run)})"
-    if run.attention:
-        try:
-            json.loads((run.dir / ATTENTION).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None, f"no {ATTENTION} (this run now draws Figure 5)"
-        except (ValueError, OSError) as e:
-            return None, f"{ATTENTION} is unreadable ({type(e).__name__}: {e})"
-    return res, None
-
-
-def resumable_step(run: RunSpec) -> int | None:
-    """The global step of an interrupted run's last checkpoint, if this run wrote it: the stored
-    run_config.json is the current config (so the checkpoint is this run's, not another config's)."""
-    state = run.dir / "train" / "checkpoints" / "last" / "trainer_state.json"
-    try:
-        stored = json.loads((run.dir / RUN_CONFIG).read_text(encoding="utf-8"))
-        step = json.loads(state.read_text(encoding="utf-8"))["global_step"]
-    except (ValueError, OSError, KeyError, TypeError):
-        return None
-    return int(step) if stored == json.loads(json.dumps(run.config)) else None
-
-
-def _config_changes(run: RunSpec, most: int = 3) -> str:
-    """'finetune.train.lr 0.0002 -> 0.001, ...' from the stored run_config.json."""
-    try:
-        old = json.loads((run.dir / RUN_CONFIG).read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        return f"config_hash differs; no readable {RUN_CONFIG}"
-    a, b = _flatten(old), _flatten(json.loads(json.dumps(run.config)))
-    diff = [f"{k} {a.get(k, '(none)')} -> {b.get(k, '(none)')}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)]
-    if not diff:
-        return "config_hash differs"
-    return ", ".join(diff[:most]) + (f" and {len(diff) - most} more" if len(diff) > most else "")
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
-    if not isinstance(d, dict) or not d:
-        return {prefix.rstrip("."): d}
-    out: dict[str, Any] = {}
-    for key, val in d.items():
-        out.update(_flatten(val, f"{prefix}{key}."))
-    return out
-
-
-def load_result(run: RunSpec) -> dict[str, Any]:
-    """The finished run's result as the report uses it (NaN metrics are null in JSON)."""
-    res, why = stored_result(run)
-    if res is None:
-        raise RuntimeError(f"{run.dir}: run {run.label} has no usable {RESULT} ({why or 'none written'})")
-    for key in ("metrics", "best_val"):
-        if isinstance(res.get(key), dict):
-            res[key] = {k: math.nan if v is None else v for k, v in res[key].items()}
-    res["out_dir"] = str(run.dir)  # where it is now, should OUT have moved since the run
-    return res
-
-
-# ---------------------------------------------------------------------------------------------
-# The experiment
-
-
 def _log(t0: float, msg: str) -> None:
     print(f"[experiment {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
@@ -409,52 +330,48 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
-@functools.lru_cache(maxsize=1)
-def _worker_state(state_dir: str) -> dict[str, Any]:
-    """A worker's experiment state, read once from the directory `_run_jobs` wrote it to: the
-    config, task data and assets (one pickle of plain data) and the frozen towers' note features
-    (memory-mapped arrays, so every worker shares one copy)."""
+def _save_state(state: dict[str, Any], directory: Path) -> None:
+    """The experiment's state for worker processes: config, task data and assets in one pickle of
+    plain data; each frozen tower's note features as arrays the workers memory-map (one copy in
+    the page cache, whatever the number of workers)."""
+    keys = list(state["note_features"])
+    for i, key in enumerate(keys):
+        state["note_features"][key].save(directory / f"features{i}")
+    with open(directory / "state.pickle", "wb") as f:
+        pickle.dump({**{k: v for k, v in state.items() if k != "note_features"}, "feature_keys": keys}, f,
+                    pickle.HIGHEST_PROTOCOL)
+
+
+def _load_state(directory: str) -> dict[str, Any]:
     from medmm.models.downstream import NoteFeatures
 
-    with open(Path(state_dir) / "state.pickle", "rb") as f:
+    with open(Path(directory) / "state.pickle", "rb") as f:
         state = pickle.load(f)
-    state["note_features"] = {key: NoteFeatures.load(Path(state_dir) / f"features{i}")
+    state["note_features"] = {key: NoteFeatures.load(Path(directory) / f"features{i}")
                               for i, key in enumerate(state.pop("feature_keys"))}
     if state["cfg"].finetune.num_threads:
         torch.set_num_threads(state["cfg"].finetune.num_threads)
     return state
 
 
-def _job(k: int, run: RunSpec, state: dict[str, Any] | str) -> tuple[int, dict[str, Any], float]:
-    """One fine-tuning, recorded in run.dir (see "Resuming" above); returns (k, result, seconds).
-    `state`: the experiment's (cfg, task_data, assets, note_features), or in a worker process the
-    directory it was written to."""
-    w = _worker_state(state) if isinstance(state, str) else state
-    cfg, td, assets = w["cfg"], w["task_data"][run.task], w["assets"]
-    for name in (RESULT, ATTENTION):  # nothing an earlier run left here may pass for this run's
-        (run.dir / name).unlink(missing_ok=True)
-    run.dir.mkdir(parents=True, exist_ok=True)
-    # First: what the checkpoints about to be written belong to (`resumable_step` reads it).
-    atomic_write_text(run.dir / RUN_CONFIG, json.dumps(run.config, indent=2, sort_keys=True) + "\n")
-    t_run = time.perf_counter()
+def _finetune_job(run: RunSpec, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One fine-tuning of the grid (the runner records it); Figure 5's run also draws attention."""
+    cfg, td, assets = state["cfg"], state["task_data"][run.task], state["assets"]
     res, model, _ = run_finetune(run.model, td, None, assets, cfg.finetune, run.dir, seed=run.seed,
                                  train_fraction=run.train_fraction, keep_model=run.attention, resume=run.resume,
-                                 note_features=w["note_features"])
+                                 note_features=state["note_features"])
+    files = {}
     if run.attention:
-        attention = None if model is None else attention_example(model, td, assets, cfg.finetune)
-        atomic_write_text(run.dir / ATTENTION, json.dumps(attention) + "\n")
-    # Last: run_finetune's result.json again, now with the hash that marks the run finished.
-    stored = json.loads((run.dir / RESULT).read_text(encoding="utf-8"))
-    atomic_write_text(run.dir / RESULT, json.dumps({**stored, "config_hash": run.config_hash}, indent=2) + "\n")
-    return k, res, time.perf_counter() - t_run
+        files[ATTENTION] = None if model is None else attention_example(model, td, assets, cfg.finetune)
+    return res, files
 
 
-def _job_star(args: tuple[int, RunSpec, dict[str, Any] | str]) -> tuple[int, dict[str, Any], float]:
-    try:
-        return _job(*args)
-    except Exception as e:
-        e.add_note(f"medmm experiment: run {args[1].label} failed")  # travels back from a worker with e
-        raise
+def _describe(run: RunSpec, res: dict[str, Any], secs: float) -> str:
+    sel = res["selection_metric"]
+    cap = " -- AT CAP, may be under-trained" if res.get("peaked_at_cap") else ""
+    return (f"{run.label}: test {sel} {_fmt(res['metrics'].get(sel))}, val {_fmt(res['best_val'].get(sel))}, "
+            f"best epoch {res.get('best_epoch')} of {res.get('epochs_run')} run (cap {res.get('epoch_cap')}){cap}, "
+            f"{res['steps']} steps, {secs:.1f}s ({res.get('cpu_time_s', 0):.1f} CPU s)")
 
 
 def frozen_note_features(models: Sequence[str], task_data: dict[str, TaskData], assets: Any,
@@ -526,17 +443,7 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
     t_h = time.perf_counter()
     inputs = input_identity(data_dir, assets)
     runs = [_run_spec(out, t, m, s, r, cfg, inputs, seeds[0]) for t, m, s, r in jobs]
-    todo = []
-    for run in runs:
-        res, why = stored_result(run)
-        if res is None:
-            todo.append(run)
-            step = resumable_step(run)
-            run.resume = step is not None
-            if run.resume:
-                _log(t0, f"resume {run.label} from its checkpoint at step {step}" + (f" ({why})" if why else ""))
-            elif why:
-                _log(t0, f"rerun {run.label}: {why}")
+    todo = runner.pending(runs, lambda msg: _log(t0, msg))
     timings["hash_inputs_s"] = round(time.perf_counter() - t_h, 2)
     _log(t0, f"{len(runs)} runs: {len(runs) - len(todo)} finished by an earlier invocation in {out} (skipped), "
              f"{len(todo)} to run")
@@ -554,7 +461,10 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
             torch.set_num_threads(ft.num_threads)  # the sequential runs (workers set their own)
         t_ft = time.perf_counter()
         if todo:
-            _run_jobs(todo, cfg, task_data, assets, note_features, t0)
+            state = dict(cfg=cfg, task_data=task_data, assets=assets, note_features=note_features)
+            order = sorted(todo, key=lambda r: -_job_cost(r, task_data))  # longest first: even load
+            runner.run_jobs(order, _finetune_job, state, cfg.workers, lambda msg: _log(t0, msg), _describe,
+                            _save_state, _load_state)
     finally:
         torch.set_num_threads(prev_threads)
     timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
@@ -586,126 +496,8 @@ def _run_spec(out: Path, t: str, m: str, s: int, r: float, cfg: ExperimentConfig
               first_seed: int) -> RunSpec:
     rc = run_config(t, m, s, r, cfg.finetune, inputs)
     run_dir = out / "runs" / t / m.replace("+", "_plus_") / (f"seed{s}" + (f"-f{r:g}" if r < 1 else ""))
-    return RunSpec(t, m, s, r, run_dir, rc, _sha256_json(rc),
+    return RunSpec(t, m, s, r, run_dir, rc, sha256_json(rc),
                    attention=m == cfg.ours and t == cfg.attention_task and r == 1.0 and s == first_seed)
-
-
-def _run_jobs(runs: list[RunSpec], cfg: ExperimentConfig, task_data: dict[str, TaskData], assets: Any,
-              note_features: dict[tuple, Any], t0: float) -> None:
-    """Every run, sequentially or in `cfg.workers` worker processes, each recorded in its directory.
-
-    Workers are SPAWNED, not forked: polars' and torch's thread pools do not survive a fork (a
-    forked worker deadlocks in its first parallel polars call). The state goes to the workers as
-    data in a temporary directory (removed when the pool is shut down), named in each job: the
-    config, task data and assets in one pickle of plain data, each frozen tower's note features
-    as arrays that the workers memory-map (one copy in the page cache, whatever the number of
-    workers). A worker reads it once (`_worker_state`). Each run seeds itself
-    (`run_finetune`), so a result does not depend on which process ran it or in what order
-    (tests check workers=2 against workers=1). Longest jobs first keeps the workers evenly loaded.
-
-    A run that raises is logged and the others go on (each finished one is saved); the first
-    error is raised at the end, so the same command run again does only the failed runs. A
-    worker that dies (killed by a signal, e.g. the out-of-memory killer) breaks the pool: every
-    run not finished by then is named in the `BrokenProcessPool` raised, the finished ones stay
-    recorded (`concurrent.futures` notices the dead process; `multiprocessing.Pool` would wait
-    for its result forever). An interrupt (Ctrl-C) stops the pool at once: the runs in flight
-    are lost, the finished ones kept.
-    """
-    import multiprocessing as mp
-    import tempfile
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    state = dict(cfg=cfg, task_data=task_data, assets=assets, note_features=note_features)
-    order = sorted(range(len(runs)), key=lambda k: -_job_cost(runs[k], task_data))
-    failed: list[Exception] = []
-
-    def log_run(n: int, item: tuple[int, dict[str, Any], float] | Exception) -> None:
-        if isinstance(item, Exception):
-            failed.append(item)
-            note = (getattr(item, "__notes__", None) or ["a run failed"])[-1]
-            _log(t0, f"[{n}/{len(runs)}] {note}: {type(item).__name__}: {item}")
-            return
-        k, res, secs = item
-        sel = res["selection_metric"]
-        cap = " -- AT CAP, may be under-trained" if res.get("peaked_at_cap") else ""
-        _log(t0, f"[{n}/{len(runs)}] {runs[k].label}: test {sel} {_fmt(res['metrics'].get(sel))}, "
-                 f"val {_fmt(res['best_val'].get(sel))}, best epoch {res.get('best_epoch')} of "
-                 f"{res.get('epochs_run')} run (cap {res.get('epoch_cap')}){cap}, {res['steps']} steps, "
-                 f"{secs:.1f}s ({res.get('cpu_time_s', 0):.1f} CPU s)")
-
-    workers = min(cfg.workers, len(runs))
-    try:
-        if workers > 1:
-            # The state goes to the workers in files, not down the pipe of a spawned process's
-            # arguments, whose read end the parent keeps open until the write ends (a worker killed
-            # while reading a large state, e.g. by the OOM killer, would block the parent forever).
-            tmp = tempfile.TemporaryDirectory(prefix="medmm-workers-")
-            keys = list(note_features)
-            for i, key in enumerate(keys):
-                note_features[key].save(Path(tmp.name) / f"features{i}")
-            with open(Path(tmp.name) / "state.pickle", "wb") as f:
-                pickle.dump(dict(cfg=cfg, task_data=task_data, assets=assets, feature_keys=keys), f,
-                            pickle.HIGHEST_PROTOCOL)
-            args = [(k, runs[k], tmp.name) for k in order]
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-            try:
-                futures: dict[Any, RunSpec] = {}
-                broken: BrokenProcessPool | None = None
-                for a in args:
-                    try:
-                        futures[pool.submit(_job_star, a)] = a[1]
-                    except BrokenProcessPool as e:  # a worker died already (at start-up)
-                        broken = e
-                        break
-                unfinished = [a[1] for a in args[len(futures):]]
-                n = 0
-                for fut in as_completed(futures):
-                    try:
-                        item = fut.result()
-                    except BrokenProcessPool as e:  # a worker died: this run and every pending one
-                        unfinished.append(futures[fut])
-                        broken = broken or e
-                        continue
-                    except Exception as e:  # that run's own error; the others go on
-                        item = e
-                    n += 1
-                    log_run(n, item)
-                if broken is not None:
-                    names = "; ".join(r.label for r in sorted(unfinished, key=lambda r: str(r.dir)))
-                    msg = (f"a worker process died (killed by a signal, e.g. the out-of-memory killer, or crashed): "
-                           f"{len(unfinished)} of {len(runs)} runs did not finish: {names}. The {n - len(failed)} "
-                           "finished runs are saved, so the same command again runs only the others")
-                    _log(t0, msg)
-                    raise BrokenProcessPool(msg) from broken
-            except BaseException:
-                _terminate_workers(pool)
-                raise
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-                tmp.cleanup()
-        else:
-            for n, k in enumerate(order, 1):
-                try:
-                    item = _job_star((k, runs[k], state))
-                except Exception as e:
-                    item = e
-                log_run(n, item)
-    finally:
-        _worker_state.cache_clear()
-    if failed:
-        _log(t0, f"{len(failed)} of {len(runs)} runs failed; the others are saved, so the same command again "
-                 "runs only the failed ones")
-        raise failed[0]
-
-
-def _terminate_workers(pool: Any) -> None:
-    """Stop a ProcessPoolExecutor's workers now (its `shutdown` waits for the running jobs)."""
-    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
-        pool.terminate_workers()
-        return
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-        proc.terminate()
 
 
 def _job_cost(run: RunSpec, task_data: dict[str, TaskData]) -> float:
@@ -949,4 +741,4 @@ def run_demo_experiment(data_dir: str | Path, raw_dir: str | Path | None, pretra
 
 __all__ = ["ExperimentConfig", "demo_experiment_config", "run_demo_experiment", "frozen_note_features", "run_medm_plm_experiment", "main_experiment", "resolve_assets",
            "find_ground_truth", "oracle_metrics", "attention_example", "DEFAULT_MODELS", "RunSpec",
-           "run_config", "input_identity", "stored_result", "load_result"]
+           "run_config", "input_identity", "stored_result", "load_result", "resumable_step"]
