@@ -284,3 +284,27 @@ def test_a_tower_without_a_pooler_stays_without_one(tmp_path):
     assert not any("pooler" in k for k in _keys(tmp_path / "tower" / "model.safetensors"))
     assert P.load_text_encoder(tmp_path / "tower").pooler is None
     assert build_text_encoder(tiny_text_cfg()).pooler is None  # a new tower: none unless asked
+
+
+def test_find_model_dirs_by_model_type_outside_checkpoints(tmp_path):
+    from medmm.models.pretrained import find_model_dir, find_model_dirs
+
+    def put(rel: str, kind: str | None) -> None:
+        d = tmp_path / rel
+        d.mkdir(parents=True)
+        (d / "config.json").write_text("{not json" if kind is None else json.dumps({"model_type": kind}))
+
+    put("medm-plm/model", "medm-plm")
+    put("medm-plm/model/text", "bert")
+    put("medm-plm/checkpoints/best", "medm-plm")  # resume state: never a model to load
+    put("text-mlm/text", "bert")
+    put("broken", None)
+    put("a/b/c/d", "bert")  # four levels down: beyond the default depth
+    found = find_model_dirs(tmp_path)
+    assert found == {"medm-plm": [tmp_path / "medm-plm/model"],
+                     "bert": [tmp_path / "medm-plm/model/text", tmp_path / "text-mlm/text"]}
+    assert find_model_dirs(tmp_path, depth=4)["bert"][0] == tmp_path / "a/b/c/d"
+    assert find_model_dir(tmp_path, ("medm-plm",), "MedM-PLM") == tmp_path / "medm-plm/model"
+    assert find_model_dir(tmp_path / "text-mlm/text", ("bert",), "BERT") == tmp_path / "text-mlm/text"
+    with pytest.raises(FileNotFoundError, match="expected one BERT directory .* found 2"):
+        find_model_dir(tmp_path, ("bert",), "BERT")

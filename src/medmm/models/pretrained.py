@@ -264,3 +264,36 @@ def from_pretrained(directory: str | Path, dx_vocab: Sequence[str] | None = None
     if cls is BertModel:
         return load_text_encoder(directory)
     return cls.read_checkpoint(directory, data, dx_vocab=dx_vocab, med_vocab=med_vocab)
+
+
+def find_model_dirs(root: str | Path, depth: int = 3) -> dict[str, list[Path]]:
+    """model_type -> the directories whose config.json names it: `root` itself and up to `depth`
+    levels below it, outside any checkpoints/ (the training loop's resume state), in path order.
+    Unreadable config files are skipped. The one way recipes find pre-trained models in a run."""
+    root = Path(root)
+    found: dict[str, list[Path]] = {}
+    files = [root / "config.json"] + [f for n in range(1, depth + 1) for f in root.glob("/".join(["*"] * n)
+                                                                                     + "/config.json")]
+    for f in sorted(files):
+        if not f.is_file() or "checkpoints" in f.relative_to(root).parts:
+            continue
+        try:
+            kind = json.loads(f.read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, OSError, AttributeError):
+            continue
+        if isinstance(kind, str):
+            found.setdefault(kind, []).append(f.parent)
+    return found
+
+
+def find_model_dir(root: str | Path, kinds: Sequence[str], what: str) -> Path:
+    """`root` itself if its config.json has one of `kinds`, else the one such directory below it
+    (`find_model_dirs`); FileNotFoundError naming what was found otherwise."""
+    root = Path(root)
+    hits = [d for kind, dirs in find_model_dirs(root).items() if kind in kinds for d in dirs]
+    if root in hits:
+        return root
+    if len(hits) != 1:
+        raise FileNotFoundError(f"{root}: expected one {what} directory (config.json model_type "
+                                f"{' or '.join(kinds)}), found {len(hits)}: {[str(h) for h in sorted(hits)]}")
+    return hits[0]

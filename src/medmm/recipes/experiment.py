@@ -656,27 +656,14 @@ def resolve_assets(pretrained: str | Path, text_path: str | Path | None = None,
     be found; more than one of a kind is an error listing them.
     """
     from medmm.models.assets import Assets
-    from medmm.models.pretrained import CODE_ENCODER, MEDM_PLM, MEDM_PLM_PRETRAINING
+    from medmm.models.pretrained import CODE_ENCODER, MEDM_PLM, MEDM_PLM_PRETRAINING, find_model_dirs
 
     root = Path(pretrained)
     if not root.is_dir():
         raise FileNotFoundError(f"--pretrained {root}: not a directory")
-    found: dict[str, list[Path]] = {"plm": [], "bert": [], "code": []}
-    for cfg_file in sorted([root / "config.json", *root.glob("*/config.json"), *root.glob("*/*/config.json"),
-                            *root.glob("*/*/*/config.json")]):
-        if not cfg_file.is_file() or "checkpoints" in cfg_file.parts:
-            continue
-        try:
-            kind = json.loads(cfg_file.read_text()).get("model_type")
-        except (json.JSONDecodeError, OSError):
-            continue
-        d = cfg_file.parent
-        if kind in (MEDM_PLM, MEDM_PLM_PRETRAINING):
-            found["plm"].append(d)
-        elif kind == "bert":
-            found["bert"].append(d)
-        elif kind == CODE_ENCODER:
-            found["code"].append(d)
+    dirs = find_model_dirs(root)
+    found = {"plm": sorted(dirs.get(MEDM_PLM, []) + dirs.get(MEDM_PLM_PRETRAINING, [])),
+             "bert": dirs.get("bert", []), "code": dirs.get(CODE_ENCODER, [])}
     plms = found["plm"]
     if len(plms) != 1:
         raise FileNotFoundError(f"--pretrained {root}: expected one MedM-PLM directory (config.json model_type "

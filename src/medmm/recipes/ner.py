@@ -264,7 +264,7 @@ def ner_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> 
 
 def _load_tower(directory: Path) -> nn.Module:
     """The BertModel of a BERT or MedM-PLM directory, without transformers' load report (the MLM
-    head it drops and the pooler it adds are expected: the tagger uses the last hidden states)."""
+    head it drops is expected: the tagger uses the last hidden states)."""
     from transformers.utils import logging as hf_logging
 
     from medmm.models.pretrained import load_text_encoder
@@ -509,35 +509,13 @@ def _write_outputs(out: Path, runs: list[dict], data: NERData, seeds: list[int],
 # CLI glue
 
 
-def _find_model_dir(root: Path, kinds: Sequence[str], what: str) -> Path:
-    """`root` itself if its config.json has one of `kinds`, else the one such directory up to
-    three levels down (outside checkpoints/)."""
-    hits = []
-    for f in [root / "config.json", *root.glob("*/config.json"), *root.glob("*/*/config.json"),
-              *root.glob("*/*/*/config.json")]:
-        if not f.is_file() or "checkpoints" in f.relative_to(root).parts:
-            continue
-        try:
-            kind = json.loads(f.read_text()).get("model_type")
-        except (json.JSONDecodeError, OSError):
-            continue
-        if kind in kinds:
-            if f.parent == root:
-                return root
-            hits.append(f.parent)
-    if len(hits) != 1:
-        raise FileNotFoundError(f"{root}: expected one {what} directory (config.json model_type "
-                                f"{' or '.join(kinds)}), found {len(hits)}: {[str(h) for h in hits]}")
-    return hits[0]
-
-
 def main_ner(args: dict[str, Any]) -> Path:
     """`medmm experiment ner`: args = {"data", "out", "text" (text-MLM BERT dir), "pretrained" (MedM-PLM
     dir or a run dir holding one), optional "raw" (synthetic raw dir; default: found beside the
     dataset), "seeds" (int, default 3), "config" (YAML of NERExperimentConfig), "overrides" (list
     of dotted key=value)}."""
     from medmm.config import load_config, save_config
-    from medmm.models.pretrained import MEDM_PLM, MEDM_PLM_PRETRAINING
+    from medmm.models.pretrained import MEDM_PLM, MEDM_PLM_PRETRAINING, find_model_dir
 
     unknown = set(args) - {"data", "raw", "text", "pretrained", "out", "seeds", "config", "overrides"}
     if unknown:
@@ -557,8 +535,8 @@ def main_ner(args: dict[str, Any]) -> Path:
     pre = Path(args["pretrained"])
     if not pre.is_dir():
         raise FileNotFoundError(f"--pretrained {pre}: not a directory")
-    text = _find_model_dir(text, ("bert",), "text-MLM BERT")
-    plm = _find_model_dir(pre, (MEDM_PLM, MEDM_PLM_PRETRAINING), "MedM-PLM")
+    text = find_model_dir(text, ("bert",), "text-MLM BERT")
+    plm = find_model_dir(pre, (MEDM_PLM, MEDM_PLM_PRETRAINING), "MedM-PLM")
     return run_ner_experiment(args.get("data"), args.get("raw"), out, text, plm, args.get("seeds", 3), cfg)
 
 
