@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from medmm.data.schema import SCHEMAS, Dataset, Manifest, conform, empty
+from medmm.data.schema import SCHEMAS, CanonicalDataset, Manifest, conform, empty
 from medmm.data.sources import prepare
 from medmm.tasks.criticality import (CRITICALITY_TASKS, ARFTask, ICUReadmissionTask, MortalityTask, ShockTask,
                                      counts_lines, criticality_counts, criticality_labels)
@@ -32,7 +32,7 @@ def h(hours: float) -> datetime:
 
 def write_dataset(root: Path, source: str, stays: list[dict], events: list[dict] = (),
                   chart: list[dict] = (), visits: list[dict] | None = None,
-                  patients: list[dict] | None = None) -> Dataset:
+                  patients: list[dict] | None = None) -> CanonicalDataset:
     """A canonical dataset from row dicts (defaults: one patient and one visit per stay, patient born
     50 years before T0, a 200-hour admission around the stay)."""
     root.mkdir(parents=True)
@@ -59,7 +59,7 @@ def write_dataset(root: Path, source: str, stays: list[dict], events: list[dict]
         df.write_parquet(root / f"{name}.parquet")
         m.tables[name] = df.height
     (root / "manifest.json").write_text(json.dumps(m.to_json()))
-    return Dataset(root)
+    return CanonicalDataset(root)
 
 
 def stay(i: int, los: float = 100.0, **kw) -> dict:
@@ -122,7 +122,7 @@ def timelines(tmp_path):
             "root": tmp_path}
 
 
-def _ds(timelines, source: str = "mimic3", name: str = "ds") -> Dataset:
+def _ds(timelines, source: str = "mimic3", name: str = "ds") -> CanonicalDataset:
     t = timelines
     return write_dataset(t["root"] / name, source, t["stays"], t["events"], t["chart"], t["visits"], t["patients"])
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from medmm.data.schema import Dataset
+from medmm.data.schema import CanonicalDataset
 
 
 @dataclass(frozen=True)
@@ -99,15 +99,16 @@ def link_studies(studies: pl.DataFrame, visits: pl.DataFrame) -> tuple[pl.DataFr
     return out, counts
 
 
-def link_datasets(imaging: str | Path | Dataset, ehr: str | Path | Dataset) -> tuple[pl.DataFrame, LinkCounts]:
+def link_datasets(imaging: str | Path | CanonicalDataset,
+                  ehr: str | Path | CanonicalDataset) -> tuple[pl.DataFrame, LinkCounts]:
     """`link_studies` on the ``studies`` of a prepared imaging dataset and the ``visits`` of a
     prepared EHR dataset (any EHR source: mimic3, mimic4)."""
-    img = imaging if isinstance(imaging, Dataset) else Dataset(imaging)
-    e = ehr if isinstance(ehr, Dataset) else Dataset(ehr)
+    img = imaging if isinstance(imaging, CanonicalDataset) else CanonicalDataset(imaging)
+    e = ehr if isinstance(ehr, CanonicalDataset) else CanonicalDataset(ehr)
     return link_studies(img.table("studies"), e.table("visits"))
 
 
-def link_record(ehr: Dataset, counts: LinkCounts) -> dict[str, Any]:
+def link_record(ehr: CanonicalDataset, counts: LinkCounts) -> dict[str, Any]:
     """The manifest entry of a link: the EHR dataset it used and the counts."""
     return {"ehr": str(ehr.path), "ehr_source": ehr.manifest.source,
             "ehr_inputs": ehr.manifest.inputs, **counts.to_json()}

@@ -262,7 +262,7 @@ class Manifest:
                    accounting=acc, tables=d["tables"], notes=d.get("notes", []), extra=d.get("extra", {}))
 
 
-class Dataset:
+class CanonicalDataset:
     """Read access to a prepared dataset. Tables are scanned lazily (memory-mapped Parquet)."""
 
     def __init__(self, path: str | Path):
@@ -296,8 +296,8 @@ class Dataset:
         return self.scan(table).collect()
 
     def __repr__(self) -> str:
-        return f"Dataset({str(self.path)!r}, source={self.manifest.source!r}, tables={self.manifest.tables})"
+        return f"CanonicalDataset({str(self.path)!r}, source={self.manifest.source!r}, tables={self.manifest.tables})"
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    return Dataset(path)
+def load_dataset(path: str | Path) -> CanonicalDataset:
+    return CanonicalDataset(path)

@@ -4,10 +4,10 @@ the ICD versions and mapping rates (drugs -> ATC-3, ICD-10 -> ICD-9) and the man
 
 from __future__ import annotations
 
-from medmm.data.schema import Dataset
+from medmm.data.schema import CanonicalDataset
 
 
-def format_summary(ds: Dataset) -> str:
+def format_summary(ds: CanonicalDataset) -> str:
     m = ds.manifest
     lines = [f"dataset {ds.path} (source {m.source}, schema {m.schema_version})", "", "output tables:"]
     for table, n in m.tables.items():
@@ -42,5 +42,5 @@ def format_summary(ds: Dataset) -> str:
     return "\n".join(lines)
 
 
-def print_summary(ds: Dataset) -> None:
+def print_summary(ds: CanonicalDataset) -> None:
     print(format_summary(ds))

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from medmm.data.schema import Dataset
+from medmm.data.schema import CanonicalDataset
 from medmm.tasks.icu_items import PEEP_ITEMS, VASOPRESSOR_ITEMS, VENTILATION_ITEMS
 from medmm.tasks.readmission import ReadmissionTask
 from medmm.tasks.splits import with_split
@@ -76,14 +76,14 @@ def _first(lf: pl.LazyFrame, time_col: str, name: str) -> pl.LazyFrame:
             .group_by("stay_id").agg(pl.col(time_col).min().alias(name)))
 
 
-def ventilation_rows(dataset: Dataset) -> pl.LazyFrame:
+def ventilation_rows(dataset: CanonicalDataset) -> pl.LazyFrame:
     """Procedure events that start a ventilation (ARF)."""
     return dataset.scan("events").filter(
         (pl.col("source") == "procedure") & pl.col("item_id").is_in(list(VENTILATION_ITEMS))
         & pl.col("end_time").is_not_null() & (pl.col("end_time") >= pl.col("start_time")))
 
 
-def vasopressor_rows(dataset: Dataset) -> pl.LazyFrame:
+def vasopressor_rows(dataset: CanonicalDataset) -> pl.LazyFrame:
     """Input events that start a vasopressor (shock), after FIDDLE's INPUTEVENTS_MV filters."""
     unit = pl.col("unit").fill_null("")
     return dataset.scan("events").filter(
@@ -95,13 +95,13 @@ def vasopressor_rows(dataset: Dataset) -> pl.LazyFrame:
         & ~(pl.col("rate_unit").is_not_null() & (unit == "dose")))
 
 
-def peep_rows(dataset: Dataset) -> pl.LazyFrame:
+def peep_rows(dataset: CanonicalDataset) -> pl.LazyFrame:
     """Chart measurements of PEEP set with a value (ARF)."""
     return dataset.scan("measurements").filter(
         (pl.col("source") == "chart") & pl.col("item_id").is_in(list(PEEP_ITEMS)) & pl.col("value").is_not_null())
 
 
-def onsets(dataset: Dataset) -> pl.DataFrame:
+def onsets(dataset: CanonicalDataset) -> pl.DataFrame:
     """Per stay: the first PEEP, ventilation, ARF (the earlier of the two) and shock onsets, in hours
     from in_time (null = none)."""
     stays = dataset.scan("stays").select("stay_id", "in_time")
@@ -122,7 +122,7 @@ def onsets(dataset: Dataset) -> pl.DataFrame:
     ).collect().sort("stay_id")
 
 
-def onset_inputs(dataset: Dataset) -> dict[str, Any]:
+def onset_inputs(dataset: CanonicalDataset) -> dict[str, Any]:
     """What the dataset holds for the onsets: row counts, and plain notes on what is absent."""
     ev = dataset.scan("events")
     n = lambda lf: lf.select(pl.len()).collect().item()  # noqa: E731
@@ -150,11 +150,11 @@ def onset_inputs(dataset: Dataset) -> dict[str, Any]:
     return out
 
 
-def _metavision_only(dataset: Dataset, metavision_only: bool | None) -> bool:
+def _metavision_only(dataset: CanonicalDataset, metavision_only: bool | None) -> bool:
     return dataset.manifest.source == "mimic3" if metavision_only is None else metavision_only
 
 
-def criticality_labels(dataset: Dataset, T: float = DEFAULT_T, metavision_only: bool | None = None,
+def criticality_labels(dataset: CanonicalDataset, T: float = DEFAULT_T, metavision_only: bool | None = None,
                        readmission_days: int = 30, log: Callable[[str], None] | None = None) -> pl.DataFrame:
     """One row per ICU stay: ids, in_time, dbsource, age, ICU length of stay and death time (hours),
     the onsets (hours from in_time), and for each task of `TASKS` ``{task}_label`` (bool; null when
@@ -223,7 +223,7 @@ def _first_reason(rules: Sequence[tuple[pl.Expr, str]]) -> pl.Expr:
     return expr.otherwise(pl.lit(None, dtype=pl.String))
 
 
-def criticality_counts(dataset: Dataset, T: float = DEFAULT_T, labels: pl.DataFrame | None = None,
+def criticality_counts(dataset: CanonicalDataset, T: float = DEFAULT_T, labels: pl.DataFrame | None = None,
                        **kwargs: Any) -> dict[str, Any]:
     """Per task: stays, cohort size, positives, negatives, exclusions by reason; plus `onset_inputs`
     (what the dataset holds for the onsets, and notes on what is absent, e.g. PEEP)."""
@@ -269,10 +269,10 @@ class CriticalityTask:
     def name(self) -> str:
         return f"{self.task}_{self.T:g}h"
 
-    def _labels(self, dataset: Dataset) -> pl.DataFrame:
+    def _labels(self, dataset: CanonicalDataset) -> pl.DataFrame:
         return criticality_labels(dataset, T=self.T, metavision_only=self.metavision_only)
 
-    def build(self, dataset: Dataset) -> pl.DataFrame:
+    def build(self, dataset: CanonicalDataset) -> pl.DataFrame:
         lab = self._labels(dataset)
         extra = [f"{self.task}_onset"] if self.task in ONSET_TASKS else (
             ["readmission_days_to_next"] if self.task == "readmission" else [])
@@ -330,7 +330,7 @@ class ICUReadmissionTask(CriticalityTask):
     def name(self) -> str:
         return f"readmission_{self.window_days}d_icu_{self.T:g}h"
 
-    def _labels(self, dataset: Dataset) -> pl.DataFrame:
+    def _labels(self, dataset: CanonicalDataset) -> pl.DataFrame:
         return criticality_labels(dataset, T=self.T, metavision_only=self.metavision_only,
                                   readmission_days=self.window_days)
 

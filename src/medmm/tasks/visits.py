@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from medmm.data.schema import ATC3, ICD9_DX, ICD9_PROC, Dataset
+from medmm.data.schema import ATC3, ICD9_DX, ICD9_PROC, CanonicalDataset
 
 DISCHARGE_SUMMARY = "discharge summary"
 
 
-def visit_records(ds: Dataset, note_category: str = DISCHARGE_SUMMARY) -> pl.DataFrame:
+def visit_records(ds: CanonicalDataset, note_category: str = DISCHARGE_SUMMARY) -> pl.DataFrame:
     """Columns: patient_id, visit_id, admit_time, discharge_time, admission_type, died_in_hospital,
     text (str or null), dx / proc / med (list[str], in recorded order; empty list if none).
 

@@ -5,7 +5,7 @@
     prepare("mimic-cxr", jpg_root, out_dir, reports=reports_dir, link_ehr=ehr_dataset)
 
 Each builder has the signature of `prepare` minus `source` (plus its own options, declared in
-`OPTIONS`) and returns the prepared `Dataset`.
+`OPTIONS`) and returns the prepared `CanonicalDataset`.
 """
 
 from __future__ import annotations
@@ -14,29 +14,29 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from medmm.data.schema import Dataset
+from medmm.data.schema import CanonicalDataset
 
 
-def _mimic3(*args: Any, **kwargs: Any) -> Dataset:
+def _mimic3(*args: Any, **kwargs: Any) -> CanonicalDataset:
     from medmm.data.sources import mimic3  # imported on use: keeps `medmm --help` instant
 
     return mimic3.prepare(*args, **kwargs)
 
 
-def _mimic4(*args: Any, **kwargs: Any) -> Dataset:
+def _mimic4(*args: Any, **kwargs: Any) -> CanonicalDataset:
     from medmm.data.sources import mimic4
 
     return mimic4.prepare(*args, **kwargs)
 
 
-def _mimic_cxr(*args: Any, **kwargs: Any) -> Dataset:
+def _mimic_cxr(*args: Any, **kwargs: Any) -> CanonicalDataset:
     from medmm.data.sources import mimic_cxr
 
     return mimic_cxr.prepare(*args, **kwargs)
 
 
-# name -> builder(raw, out, mappings, overwrite, progress, include_labs, **options) -> Dataset
-SOURCES: dict[str, Callable[..., Dataset]] = {
+# name -> builder(raw, out, mappings, overwrite, progress, include_labs, **options) -> CanonicalDataset
+SOURCES: dict[str, Callable[..., CanonicalDataset]] = {
     "mimic3": _mimic3,
     "mimic4": _mimic4,
     "mimic-cxr": _mimic_cxr,
@@ -52,7 +52,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 
 def prepare(source: str, raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None = None,
             overwrite: bool = False, progress: bool = True, include_labs: bool = True,
-            **options: Any) -> Dataset:
+            **options: Any) -> CanonicalDataset:
     """Prepare raw `source` files in `raw` into the canonical dataset at `out`.
 
     `mappings` holds the drug mapping files: optional keys ``dir``, ``ndc_rxnorm``,

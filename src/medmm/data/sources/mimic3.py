@@ -103,7 +103,7 @@ from typing import Any
 import polars as pl
 
 from medmm.data.io import atomic_dir, sha256_file
-from medmm.data.schema import ICD9_DX, ICD9_PROC, Accounting, Dataset, Manifest, empty
+from medmm.data.schema import ICD9_DX, ICD9_PROC, Accounting, CanonicalDataset, Manifest, empty
 from medmm.data.sources.common import (BAD, R, Log, Stream, account, admissions_to_visits, check_accounting,
                                        clean_note_text, drug_mapper, drug_mapping_line, event_rows, icd_codes,
                                        link_visit, measurement_rows, odd_sex, prescriptions_to_codes, read_small,
@@ -297,7 +297,7 @@ def _events(rfs: list[RawFile], visits: pl.DataFrame, patients: pl.DataFrame, st
 # ---- entry point ----------------------------------------------------------------------------------
 
 def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None = None,
-            overwrite: bool = False, progress: bool = True, include_labs: bool = True) -> Dataset:
+            overwrite: bool = False, progress: bool = True, include_labs: bool = True) -> CanonicalDataset:
     """Prepare a MIMIC-III raw directory into the canonical dataset at `out`.
 
     Args:
@@ -428,4 +428,4 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
         pool.shutdown(wait=False, cancel_futures=True)
     if progress:
         print(f"prepared {out} in {time.perf_counter() - t_start:.1f}s", flush=True)
-    return Dataset(out)
+    return CanonicalDataset(out)

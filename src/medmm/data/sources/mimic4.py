@@ -116,8 +116,8 @@ from typing import Any
 import polars as pl
 
 from medmm.data.io import atomic_dir, sha256_file
-from medmm.data.schema import (ICD9_DX, ICD9_PROC, ICD10_DX, ICD10_PROC, Accounting, Dataset, Manifest, conform,
-                               empty)
+from medmm.data.schema import (ICD9_DX, ICD9_PROC, ICD10_DX, ICD10_PROC, Accounting, CanonicalDataset, Manifest,
+                               conform, empty)
 from medmm.data.sources.common import (BAD, R, Log, Stream, account, admissions_to_visits, check_accounting,
                                        clean_note_text, collect, drug_mapper, drug_mapping_line, first_row_with,
                                        icd_codes, link_visit, measurement_rows, odd_sex, prescriptions_to_codes,
@@ -506,7 +506,7 @@ def _open(dirs: dict[str, Path], include_labs: bool, log: Log) -> dict[str, RawF
 
 def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None = None,
             overwrite: bool = False, progress: bool = True, include_labs: bool = True,
-            icd10_to_icd9: bool = False, note_dir: str | Path | None = None) -> Dataset:
+            icd10_to_icd9: bool = False, note_dir: str | Path | None = None) -> CanonicalDataset:
     """Prepare a MIMIC-IV release directory into the canonical dataset at `out`.
 
     Args:
@@ -631,4 +631,4 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
         pool.shutdown(wait=False, cancel_futures=True)
     if progress:
         print(f"prepared {out} in {time.perf_counter() - t_start:.1f}s", flush=True)
-    return Dataset(out)
+    return CanonicalDataset(out)

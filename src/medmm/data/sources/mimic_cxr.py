@@ -82,7 +82,7 @@ from typing import Any
 import polars as pl
 
 from medmm.data.io import atomic_dir, sha256_file
-from medmm.data.schema import CXR_FINDINGS, CXR_LABELERS, Accounting, Dataset, Manifest, empty
+from medmm.data.schema import CXR_FINDINGS, CXR_LABELERS, Accounting, CanonicalDataset, Manifest, empty
 from medmm.data.sources.common import R, Log, check_accounting, collect, finish_manifest, reason, write
 from medmm.data.sources.csv import INT, STR, RawFile, RawTable, check_unique, find_file, open_table
 
@@ -414,7 +414,7 @@ def _reports(found: list[tuple[int, int, str]], root: Path, studies: pl.DataFram
 
 def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None = None,
             overwrite: bool = False, progress: bool = True, include_labs: bool = True,
-            reports: str | Path | None = None, link_ehr: str | Path | None = None) -> Dataset:
+            reports: str | Path | None = None, link_ehr: str | Path | None = None) -> CanonicalDataset:
     """Prepare a MIMIC-CXR-JPG release directory into the canonical dataset at `out`.
 
     Args:
@@ -455,7 +455,7 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
     if reports is not None and not rep_root.is_dir():
         raise FileNotFoundError(f"reports directory {rep_root} does not exist")
     rep_files = _files_dir(rep_root, "the reports") if reports is not None else img_files
-    ehr = Dataset(link_ehr) if link_ehr is not None else None
+    ehr = CanonicalDataset(link_ehr) if link_ehr is not None else None
 
     inputs = {rf.path.name: rf.path for rf in files.values()}
     pool = ThreadPoolExecutor(max_workers=1)
@@ -549,4 +549,4 @@ def prepare(raw: str | Path, out: str | Path, mappings: Mapping[str, Any] | None
         pool.shutdown(wait=False, cancel_futures=True)
     if progress:
         print(f"prepared {out} in {time.perf_counter() - t_start:.1f}s", flush=True)
-    return Dataset(out)
+    return CanonicalDataset(out)
