@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--seeds", type=int, default=3)
     s.add_argument("--models", nargs="+", help="subset of models (default: all of Table III)")
-    s.add_argument("--tasks", nargs="+", help="subset of tasks (default: all three)")
+    s.add_argument("--tasks", nargs="+", help="tasks of the registry (default: Table III's readmission, "
+                                              "medication, icd_coding; also next_visit_dx)")
     s.add_argument("--ratios", nargs="+", type=float, help="training fractions for Figure 4")
     s.add_argument("--config", help="YAML experiment config")
     s.add_argument("--raw", help="the synthetic raw directory (ground truth for the oracle row)")
