@@ -487,3 +487,10 @@ def test_ontology_table_cached_in_eval_and_refreshed_after_a_weight_update():
     enc.load_state_dict(CodeEncoder(tiny_code_cfg()).state_dict())
     with torch.no_grad():
         assert torch.equal(enc.token_table(), enc._compute_table())
+
+
+def test_assets_are_a_named_set_of_model_directories(assets):
+    a = Assets(assets.tokenizer, assets.code_config, {"medm-plm": "/m", "image": "/img"}, text_path="/t")
+    assert a.models == {"medm-plm": "/m", "image": "/img", "text": "/t"}  # any name: MedCSP's towers too
+    assert (a.medm_plm_path, a.text_path, a.gbert_path, a.model_dir("image")) == ("/m", "/t", None, "/img")
+    assert Assets(assets.tokenizer, assets.code_config, {"gbert": "/g"}, gbert_path=None).gbert_path == "/g"

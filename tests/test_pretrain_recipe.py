@@ -258,9 +258,9 @@ def test_gbert_checkpoint_is_the_experiments_gbert(dataset, text_dir, tmp_path, 
 
 
 def _without_gbert(assets):
-    import dataclasses
+    from medmm.models.assets import GBERT, Assets
 
-    return dataclasses.replace(assets, gbert_path=None)
+    return Assets(assets.tokenizer, assets.code_config, {k: v for k, v in assets.models.items() if k != GBERT})
 
 
 def test_gbert_paper_config_loads():
