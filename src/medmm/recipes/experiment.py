@@ -143,20 +143,18 @@ DEMO_BUDGET_NOTE = ("Demo budget: fine-tuning is capped at 3 epochs (early-stopp
 def demo_experiment_config() -> ExperimentConfig:
     """The settings of the demo's experiment step (identical to configs/demo_experiment.yaml).
 
-    Budget: 6 models x 3 tasks x 3 seeds + Figure 4 in ~12 minutes on 2 CPU cores (measured: 8.6 min). Choices:
-    * the text towers are FROZEN whole (eval mode) and each note's output is computed once and
-      cached (`downstream.FrozenTextTower`) -- the paper froze 10 of ClinicalBERT's 12 layers; the
+    Budget: 6 models x 3 tasks x 3 seeds + Figure 4 in about 12 minutes on 2 idle CPU cores (the
+    README has the measured figures; `benchmarks/bench_finetune.py` measures it). Choices:
+    * the text towers are FROZEN whole (eval mode) and each note's output is computed once,
+      before fine-tuning (`downstream.NoteFeatures`) -- the paper froze 10 of ClinicalBERT's 12 layers; the
       code towers, the cross-modal projection and the heads are fine-tuned. `text_frozen: false`
       in `finetune.model_overrides` restores tower fine-tuning;
-    * 256 word pieces per note (paper: 512): with the cache, the length costs one pass only;
+    * 256 word pieces per note (paper: 512): computed once, the length costs one pass only;
     * at most 3 epochs, early stopping after 1 epoch without validation AUROC gain, batch 32 --
       a BUDGET, not convergence (the library default is 50 / 5): most medication and ICD-coding
       runs peak at epoch 3, and report.md flags them and says so (`DEMO_BUDGET_NOTE`).
-      Measured on the demo data (seed 0, these settings but cap 30 / patience 5; best / run
-      epochs, CPU s): MedM-PLM medication 11/16 (261), ICD coding 12/17 (235), readmission 6/11
-      (199); G-BERT (not pre-trained) 19/24 (369), 21/26 (324), 3/8 (134); LR medication 29/30
-      (16). That is 3-9x the CPU time of a 3-epoch run, about 45-55 minutes for the whole step:
-      too long for the demo;
+      Converged runs on the demo data (cap 30 / patience 5) took 8 to 26 epochs for the models
+      with a code tower, 3-9x the CPU time of a 3-epoch run: too long for the demo;
       learning rates per model (only heads / code towers train, so a larger step than the
       paper's for a full BERT fine-tune; lr / rnn / cnn keep `DEFAULT_LR`'s 1e-3);
     * two worker processes of ONE thread each: for these small models one thread per process
