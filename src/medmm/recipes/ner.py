@@ -37,8 +37,30 @@ memory at a time.
 
 Outputs in OUT: report.md (rows = the three embeddings; strict P / R / F1 and F1 per type, mean
 (std) over seeds, in %), results.csv, results.json (the table, every run's test and best
-validation scores, data counts, timings, the config), runs/<row>/seed<k>/ (the loop's
-metrics.jsonl and config.yaml, test_predictions.parquet with the predicted character spans).
+validation scores, data counts, the config), timings.json / timings.md (wall and CPU seconds),
+runs/<row>/seed<k>/ (one directory per run, below).
+
+Resuming (the grid runner, `medmm.recipes.runner`, as in `medmm.recipes.experiment`). Invoked
+again with the same OUT, the experiment runs only what is not finished:
+    runs/<row>/seed<k>/
+        result.json       the run's result (`run_one`) plus `config_hash`; written last, atomically
+        run_config.json   what `config_hash` is the sha256 of (`run_config`): row, embedding kind,
+                          seed, the NER config resolved for this row (the loop's config with this
+                          embedding's learning rate; only the options this embedding reads) and the
+                          content hashes of its inputs (the dataset and entities file, or the i2b2
+                          folder; the word-piece vocabulary; the row's tower directory)
+        train/            the loop's config.yaml, metrics.jsonl, summary.json; checkpoints/ until
+                          the run is recorded (kept with `keep_checkpoints`)
+        test_predictions.parquet
+A run whose result.json holds the current config's hash is skipped (a log line counts them);
+any other is run again, with the reason logged; one interrupted in training whose
+run_config.json is the current one continues exactly from train/checkpoints/last. Changing
+`lr.scratch` or `embed_dim` thus reruns the BiLSTM-CRF row only, `lr.tower_frozen` or `tower`
+the two tower rows, the MedM-PLM directory the MedM-PLM row; the data, caps, split or the
+shared training options rerun everything. A row's frozen tower states are computed only when
+one of its runs is to run. report.md, results.csv and results.json depend only on the finished
+runs, so they are the same bytes whether the experiment ran in one go or in several; clock
+times go to timings.json / timings.md.
 """
 
 from __future__ import annotations
@@ -59,13 +81,16 @@ import polars as pl
 import torch
 from torch import nn
 
+from medmm.data.io import sha256_dir, sha256_file
 from medmm.eval import report as R
 from medmm.eval.aggregate import format_mean_std, mean_std, results_table
 from medmm.eval.ner_metrics import strict_entity_scores
+from medmm.recipes import runner
+from medmm.recipes.runner import CLOCK_KEYS, load_result, sha256_json
 from medmm.tasks.ner import ENTITY_TYPES, NERDataset, NERDocument, count_orphan_entities, documents_from_frames
 from medmm.tasks.splits import SPLITS, assign_splits
 from medmm.train.device import model_device, to_device
-from medmm.train.loop import TrainConfig
+from medmm.train.loop import TrainConfig, Trainer
 
 ROWS = ("BiLSTM-CRF", "text-MLM", "MedM-PLM")   # Table V: scratch, ClinicalBERT stand-in, ours
 COLUMNS = ("precision", "recall", "f1") + tuple(f"f1_{t}" for t in ENTITY_TYPES)
@@ -103,7 +128,7 @@ class NERExperimentConfig:
     eval_batch_size: int = 32
     precompute: bool = True          # frozen towers: compute hidden states once (same result, faster)
     num_threads: int | None = 1      # torch intra-op threads; 1 was fastest on the shared 2-core machine
-    keep_checkpoints: bool = False
+    keep_checkpoints: bool = False   # else train/checkpoints/ is removed once the run is recorded
 
     def __post_init__(self) -> None:
         if self.tower not in ("frozen", "finetune"):
@@ -281,15 +306,26 @@ def _embedding_kind(row: str, cfg: NERExperimentConfig) -> str:
     return "scratch" if row == ROWS[0] else f"tower_{cfg.tower}"
 
 
+def train_config(kind: str, cfg: NERExperimentConfig, seed: int) -> TrainConfig:
+    """The loop's config of one run: `cfg.train` with the seed and the embedding's learning rate,
+    early stopping on validation strict F1."""
+    return dataclasses.replace(cfg.train, seed=seed, lr=cfg.lr.get(kind, cfg.train.lr),
+                               early_stopping_metric="f1", early_stopping_mode="max")
+
+
 def run_one(row: str, kind: str, data: NERData, tokenizer, tower_dir: Path | None, cfg: NERExperimentConfig,
             out: Path, seed: int, states: dict[str, list[torch.Tensor]] | None = None,
-            tower: nn.Module | None = None) -> dict[str, Any]:
-    """Train one tagger with early stopping on validation strict F1; score the test split once."""
+            tower: nn.Module | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train one tagger in out/train with early stopping on validation strict F1; score the test
+    split once; return the result (the caller records it: `run_ner_experiment` through the grid
+    runner, which then removes out/train/checkpoints unless `keep_checkpoints`).
+
+    resume: continue the interrupted training in out/train from checkpoints/last exactly (a fresh
+    start when there is none); the caller vouches that it was written with this run's config."""
     from medmm.models.bilstm_crf import BiLSTMCRF, BiLSTMCRFConfig
     from medmm.train.checkpoint import seed_everything
-    from medmm.train.loop import Trainer
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     seed_everything(seed)  # the new layers' initialisation depends on the seed
     if kind == "tower_finetune" or (kind == "tower_frozen" and tower is None):
         tower = _load_tower(tower_dir)  # a fresh copy: fine-tuning changes it
@@ -298,30 +334,27 @@ def run_one(row: str, kind: str, data: NERData, tokenizer, tower_dir: Path | Non
                            lstm_hidden=cfg.lstm_hidden, dropout=cfg.dropout)
     model = BiLSTMCRF(mcfg, tower=None if kind == "scratch" else tower)
     ds = {s: (_WithStates(d, states[s]) if states is not None else d) for s, d in data.splits.items()}
-    tcfg = dataclasses.replace(cfg.train, seed=seed, lr=cfg.lr.get(kind, cfg.train.lr),
-                               early_stopping_metric="f1", early_stopping_mode="max")
+    tcfg = train_config(kind, cfg, seed)
     val_gold = data.splits["val"].gold
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         return ner_scores(val_gold, predict_tags(m, ds["val"], cfg.eval_batch_size))
 
-    run_config = {"row": row, "embedding": kind, "tower": None if tower_dir is None else str(tower_dir),
-                  "seed": seed, "ner": dataclasses.asdict(dataclasses.replace(cfg, train=tcfg))}
-    fit = Trainer(model, ds["train"], tcfg, out, collate_fn=ds["train"].collate, evaluate=evaluate,
-                  run_config=run_config).fit(overwrite=True)
+    loop_config = {"row": row, "embedding": kind, "tower": None if tower_dir is None else str(tower_dir),
+                   "seed": seed, "ner": dataclasses.asdict(dataclasses.replace(cfg, train=tcfg))}  # train/config.yaml
+    fit = Trainer(model, ds["train"], tcfg, out / "train", collate_fn=ds["train"].collate, evaluate=evaluate,
+                  run_config=loop_config).fit(resume=resume, overwrite=not resume)
     # The loop restored the best validation checkpoint; the test split is scored once.
     test = data.splits["test"]
     pred = predict_tags(model, ds["test"], cfg.eval_batch_size)
     metrics = ner_scores(test.gold, pred)
     _save_predictions(out / "test_predictions.parquet", test, pred)
-    if not cfg.keep_checkpoints:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    result = {"row": row, "embedding": kind, "seed": seed, "metrics": metrics, "best_val": fit.best_metrics,
-              "best_step": fit.best_step, "steps": fit.global_step, "epochs": fit.epoch,
-              "stopped_early": fit.stopped_early, "lr": tcfg.lr, "train_time_s": fit.wall_time_s,
-              "wall_time_s": round(time.perf_counter() - t0, 3), "out_dir": str(out)}
-    R.write_json(out / "result.json", result)
-    return result
+    return {"row": row, "embedding": kind, "seed": seed, "metrics": metrics, "best_val": fit.best_metrics,
+            "best_step": fit.best_step, "steps": fit.global_step, "epochs": fit.epoch,
+            "stopped_early": fit.stopped_early, "train_loss": fit.train_loss, "lr": tcfg.lr,
+            "train_time_s": fit.wall_time_s, "wall_time_s": round(time.perf_counter() - t0, 3),
+            # CPU seconds of this process (all its threads): the cost on a machine shared with other jobs
+            "cpu_time_s": round(time.process_time() - c0, 3), "out_dir": str(out)}
 
 
 def _save_predictions(path: Path, ds: NERDataset, doc_tags: list[list[str]]) -> None:
@@ -332,6 +365,88 @@ def _save_predictions(path: Path, ds: NERDataset, doc_tags: list[list[str]]) -> 
     tmp = path.with_suffix(".parquet.tmp")
     df.write_parquet(tmp)
     tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resumable runs: what each run depends on, and its record in OUT
+
+
+@dataclass
+class NERRun:
+    """One tagger of the grid (`runner.Run`): its key, its directory in OUT and what its result
+    depends on."""
+
+    row: str
+    embedding: str
+    seed: int
+    tower_dir: Path | None  # the row's text tower; None: the embedding is learnt from scratch
+    dir: Path
+    config: dict[str, Any]  # `run_config`, written beside the result as run_config.json
+    config_hash: str
+    required: tuple[str, ...] = ()
+    resume: bool = False  # continue its interrupted training (`runner.resumable_step`)
+
+    @property
+    def label(self) -> str:
+        return f"{self.row} / seed {self.seed}"
+
+
+def input_identity(data_dir: str | Path | None, raw_dir: str | Path | None, cfg: NERExperimentConfig, tokenizer,
+                   towers: dict[str, Path | None]) -> dict[str, Any]:
+    """Content hashes of what the runs read (contents, not paths, so a moved directory is the same
+    input): the notes (the prepared dataset and the generator's entities file, or the i2b2
+    folder), the word-piece vocabulary every row reads, and each row's tower directory."""
+    if cfg.i2b2_dir is not None:
+        notes = {"i2b2": sha256_dir(cfg.i2b2_dir)}
+    else:
+        notes = {"dataset": sha256_dir(data_dir), "entities": sha256_file(find_entities(data_dir, raw_dir))}
+    return {"notes": notes, "vocabulary": sha256_json(sorted(tokenizer.get_vocab().items())),
+            "towers": {row: None if d is None else sha256_dir(d) for row, d in towers.items()}}
+
+
+# The options an embedding kind does not read: a run does not depend on them.
+_UNREAD = {"scratch": ("tower", "precompute"), "tower_frozen": ("embed_dim",),
+           "tower_finetune": ("embed_dim", "precompute")}
+
+
+def run_config(row: str, seed: int, cfg: NERExperimentConfig, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Everything one run's result depends on: its row, embedding kind and seed, `cfg` resolved
+    for it (the loop's config with this embedding's learning rate; less the options this
+    embedding does not read, and `keep_checkpoints`) and the identity of its inputs (`input_identity`)."""
+    kind = _embedding_kind(row, cfg)
+    ner = dataclasses.asdict(cfg)
+    ner["train"] = dataclasses.asdict(train_config(kind, cfg, seed))
+    del ner["lr"], ner["keep_checkpoints"]  # resolved into train.lr; where checkpoints go, not what is learnt
+    for name in _UNREAD[kind]:
+        del ner[name]
+    return {"row": row, "embedding": kind, "seed": seed, "ner": ner,
+            "inputs": {"notes": inputs["notes"], "vocabulary": inputs["vocabulary"], "tower": inputs["towers"][row]}}
+
+
+def _run_spec(out: Path, row: str, tower_dir: Path | None, seed: int, cfg: NERExperimentConfig,
+              inputs: dict[str, Any]) -> NERRun:
+    rc = run_config(row, seed, cfg, inputs)
+    return NERRun(row, rc["embedding"], seed, tower_dir, out / "runs" / row.lower() / f"seed{seed}", rc,
+                  sha256_json(rc))
+
+
+def _ner_job(run: NERRun, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One tagger of the grid (the runner records it); `state` holds the data and the row's frozen
+    tower with its precomputed hidden states."""
+    res = run_one(run.row, run.embedding, state["data"], state["tokenizer"], run.tower_dir, state["cfg"], run.dir,
+                  run.seed, state["states"], state["tower"], resume=run.resume)
+    return res, {}
+
+
+def _describe(run: NERRun, res: dict[str, Any], secs: float) -> str:
+    return (f"{run.label} ({run.embedding}): test strict F1 {res['metrics']['f1']:.4f}, "
+            f"val {res['best_val'].get('f1', float('nan')):.4f}, {res['steps']} steps, {secs:.1f}s "
+            f"({res['cpu_time_s']:.1f} CPU s)")
+
+
+def _drop_checkpoints(run: NERRun) -> None:
+    """A recorded run's checkpoints: no longer needed to resume it."""
+    shutil.rmtree(run.dir / "train" / "checkpoints", ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +480,8 @@ def _same_vocabulary(tokenizer, medm_plm_path: Path) -> None:
 def run_ner_experiment(data_dir: str | Path | None, raw_dir: str | Path | None, out_dir: str | Path,
                        text_path: str | Path, medm_plm_path: str | Path, seeds: int | Sequence[int] = 3,
                        cfg: NERExperimentConfig | None = None) -> Path:
-    """Train the three rows x seeds, score them, write the report; return report.md's path."""
+    """Train the three rows x seeds that OUT does not hold finished, score them, write the report
+    from every finished run; return report.md's path."""
     from medmm.models.bilstm_crf import tower_hidden_states
     from medmm.models.tokenizer import load_tokenizer
 
@@ -377,6 +493,10 @@ def run_ner_experiment(data_dir: str | Path | None, raw_dir: str | Path | None, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        _log(t0, msg)
+
     timings: dict[str, float] = {}
     prev_threads = torch.get_num_threads()
     if cfg.num_threads:
@@ -387,39 +507,61 @@ def run_ner_experiment(data_dir: str | Path | None, raw_dir: str | Path | None, 
         data = build_ner_data(data_dir, raw_dir, tokenizer, cfg)
         timings["data_s"] = round(time.perf_counter() - t0, 2)
         c = data.counts
-        _log(t0, f"notes train/val/test {c['notes']['train']}/{c['notes']['val']}/{c['notes']['test']} "
-                 f"(train before cap {c['notes_before_cap']['train']}), windows {c['windows']}, "
-                 f"entities {c['entities']}")
+        log(f"notes train/val/test {c['notes']['train']}/{c['notes']['val']}/{c['notes']['test']} "
+            f"(train before cap {c['notes_before_cap']['train']}), windows {c['windows']}, entities {c['entities']}")
 
         towers = {ROWS[0]: None, ROWS[1]: text_path, ROWS[2]: medm_plm_path}
-        runs: list[dict[str, Any]] = []
-        timings["precompute_s"] = 0.0
+        t_h = time.perf_counter()
+        inputs = input_identity(data_dir, raw_dir, cfg, tokenizer, towers)
+        runs = [_run_spec(out, row, tower_dir, seed, cfg, inputs) for row, tower_dir in towers.items()
+                for seed in seeds]
+        todo = runner.pending(runs, log)
+        timings["hash_inputs_s"] = round(time.perf_counter() - t_h, 2)
+        log(f"{len(runs)} runs: {len(runs) - len(todo)} finished by an earlier invocation in {out} (skipped), "
+            f"{len(todo)} to run")
+        ran_now = {r.dir for r in todo}
+        if not cfg.keep_checkpoints:  # of a run stopped between its record and their removal
+            for run in runs:
+                if run.dir not in ran_now:
+                    _drop_checkpoints(run)
+
+        timings["precompute_s"] = timings["train_s"] = 0.0
+        failed: list[Exception] = []
         for row, tower_dir in towers.items():
-            kind = _embedding_kind(row, cfg)
+            row_todo = [r for r in todo if r.row == row]
+            if not row_todo:
+                continue  # nor its tower states
             tower, states = None, None
-            if kind == "tower_frozen":
+            if row_todo[0].embedding == "tower_frozen":
                 tower = _load_tower(tower_dir)
                 if cfg.precompute:
                     tp = time.perf_counter()
                     states = {s: tower_hidden_states(tower, [w.input_ids for w in ds.windows], cfg.eval_batch_size,
                                                      ds.pad_token_id) for s, ds in data.splits.items()}
                     timings["precompute_s"] += round(time.perf_counter() - tp, 2)
-                    _log(t0, f"{row}: tower hidden states of {sum(len(v) for v in states.values())} windows "
-                             f"in {time.perf_counter() - tp:.1f}s")
-            for k, seed in enumerate(seeds, 1):
-                run_dir = out / "runs" / row.lower() / f"seed{seed}"
-                res = run_one(row, kind, data, tokenizer, tower_dir, cfg, run_dir, seed, states, tower)
-                runs.append(res)
-                _log(t0, f"{row} ({kind}) seed {seed}: test strict F1 {res['metrics']['f1']:.4f}, "
-                         f"val {res['best_val'].get('f1', float('nan')):.4f}, {res['steps']} steps, "
-                         f"{res['wall_time_s']:.1f}s")
-            del tower, states  # one tower's hidden states in memory at a time
-        timings["train_s"] = round(time.perf_counter() - t0 - timings["data_s"], 2)
+                    log(f"{row}: tower hidden states of {sum(len(v) for v in states.values())} windows "
+                        f"in {time.perf_counter() - tp:.1f}s")
+            # One process: the states stay in this one's memory (no worker pool to hand them to).
+            state = {"cfg": cfg, "data": data, "tokenizer": tokenizer, "tower": tower, "states": states}
+            t_r = time.perf_counter()
+            try:
+                runner.run_jobs(row_todo, _ner_job, state, 1, log, _describe,
+                                on_recorded=None if cfg.keep_checkpoints else _drop_checkpoints)
+            except Exception as e:  # logged by the runner; the other rows go on, then it is raised
+                failed.append(e)
+            timings["train_s"] += round(time.perf_counter() - t_r, 2)
+            del tower, states, state  # one tower's hidden states in memory at a time
+        if failed:
+            raise failed[0]
+        # Every result from its record in OUT, whether run now or earlier: one path to the report.
+        results = [load_result(run) for run in runs]
+        table_runs = [{k: v for k, v in res.items() if k not in CLOCK_KEYS} for res in results]
+        _write_outputs(out, table_runs, data, seeds, cfg, text_path, medm_plm_path)
         timings["total_s"] = round(time.perf_counter() - t0, 2)
-        _write_outputs(out, runs, data, seeds, cfg, timings, text_path, medm_plm_path)
+        _write_timings(out, runs, results, ran_now, timings, cfg.num_threads or torch.get_num_threads())
     finally:
         torch.set_num_threads(prev_threads)
-    _log(t0, f"report: {out / 'report.md'}")
+    log(f"report: {out / 'report.md'}")
     return out / "report.md"
 
 
@@ -458,7 +600,9 @@ def tower_sentence(f1: dict[str, list[float]], ours: str = ROWS[2], ref: str = R
 
 
 def _write_outputs(out: Path, runs: list[dict], data: NERData, seeds: list[int], cfg: NERExperimentConfig,
-                   timings: dict[str, float], text_path: Path, medm_plm_path: Path) -> None:
+                   text_path: Path, medm_plm_path: Path) -> None:
+    """report.md, results.csv, results.json: from the finished runs only (no clock times), so a
+    resumed experiment writes the same bytes as an uninterrupted one."""
     per_row = {r: {c: [x["metrics"][c] for x in runs if x["row"] == r] for c in COLUMNS} for r in ROWS}
     md_table, csv, table = results_table(per_row, list(COLUMNS), headers=HEADERS)
     table["headers"] = HEADERS
@@ -488,21 +632,41 @@ def _write_outputs(out: Path, runs: list[dict], data: NERData, seeds: list[int],
               f"ClinicalBERT stand-in); with MedM-PLM's text tower (`{medm_plm_path}`). Towers {mode}. All rows "
               "read the same word pieces (the text-MLM tokenizer).")
     md += ["", "## Table V", "", md_table.rstrip(), "", "## Did multimodal pre-training hurt the text tower?", "",
-           sentence, "", "## Timings", "", "| row | runs | seconds (total) | steps (mean) |", "|---|---:|---:|---:|"]
+           sentence, "", "## Training", "", "| row | runs | steps (mean) |", "|---|---:|---:|"]
     for r in ROWS:
         rr = [x for x in runs if x["row"] == r]
-        md.append(f"| {r} | {len(rr)} | {sum(x['wall_time_s'] for x in rr):.1f} | "
-                  f"{np.mean([x['steps'] for x in rr]):.0f} |")
-    md += ["", f"Data {timings['data_s']:.1f}s, tower hidden states {timings['precompute_s']:.1f}s, training "
-               f"and scoring {timings['train_s']:.1f}s, total {timings['total_s']:.1f}s "
-               f"({cfg.num_threads or torch.get_num_threads()} thread(s)).", ""]
+        md.append(f"| {r} | {len(rr)} | {np.mean([x['steps'] for x in rr]):.0f} |")
+    md += ["", "Timings (per run and per invocation): `timings.md`, `timings.json`.", ""]
     R.write_text(out / "report.md", "\n".join(md))
     R.write_text(out / "results.csv", csv)
     R.write_json(out / "results.json", {
         "table": table, "sentence": sentence, "runs": runs, "counts": c, "source": data.source,
-        "timings": timings, "config": dataclasses.asdict(cfg), "rows": list(ROWS), "seeds": seeds,
+        "config": dataclasses.asdict(cfg), "rows": list(ROWS), "seeds": seeds,
         "text": str(text_path), "medm_plm": str(medm_plm_path),
     })
+
+
+def _write_timings(out: Path, runs: list[NERRun], results: list[dict[str, Any]], ran_now: set[Path],
+                   timings: dict[str, float], threads: int) -> None:
+    """timings.json / timings.md: each run's own seconds (from its result.json, so a run finished
+    by an earlier invocation keeps the seconds it took then) and this invocation's seconds."""
+    per_run = [{"row": run.row, "seed": run.seed, "ran_now": run.dir in ran_now, **{k: res.get(k) for k in CLOCK_KEYS}}
+               for run, res in zip(runs, results)]
+    invocation = {**timings, "threads": threads, "runs_run": len(ran_now), "runs_skipped": len(runs) - len(ran_now)}
+    R.write_json(out / "timings.json", {**invocation, "runs": per_run})
+    md = ["# NER probe: timings", "",
+          "Wall seconds depend on what else the machine runs; CPU seconds are a run's own cost (summed over its "
+          "threads). Runs finished by an earlier invocation keep the seconds they took then.", "",
+          "| row | runs | wall seconds (total) | CPU seconds (total) |", "|---|---:|---:|---:|"]
+    for r in ROWS:
+        rr = [x for x in per_run if x["row"] == r]
+        md.append(f"| {r} | {len(rr)} | {sum(x['wall_time_s'] or 0.0 for x in rr):.1f} | "
+                  f"{sum(x['cpu_time_s'] or 0.0 for x in rr):.1f} |")
+    md += ["", f"This invocation: {invocation['runs_run']} runs run, {invocation['runs_skipped']} skipped (finished "
+               f"earlier); data {timings['data_s']:.1f}s, input hashes {timings['hash_inputs_s']:.1f}s, tower hidden "
+               f"states {timings['precompute_s']:.1f}s, training and scoring {timings['train_s']:.1f}s, total "
+               f"{timings['total_s']:.1f}s ({threads} thread(s)).", ""]
+    R.write_text(out / "timings.md", "\n".join(md))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,5 +704,6 @@ def main_ner(args: dict[str, Any]) -> Path:
     return run_ner_experiment(args.get("data"), args.get("raw"), out, text, plm, args.get("seeds", 3), cfg)
 
 
-__all__ = ["NERExperimentConfig", "NERData", "run_ner_experiment", "main_ner", "build_ner_data", "load_documents",
-           "find_entities", "ner_scores", "predict_tags", "tower_sentence", "run_one", "ROWS", "COLUMNS"]
+__all__ = ["NERExperimentConfig", "NERData", "NERRun", "run_ner_experiment", "main_ner", "build_ner_data",
+           "load_documents", "find_entities", "ner_scores", "predict_tags", "tower_sentence", "run_one", "run_config",
+           "input_identity", "train_config", "ROWS", "COLUMNS"]

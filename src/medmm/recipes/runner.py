@@ -15,7 +15,8 @@ level so that spawned workers import it by name. `state` is the recipe's data fo
 (configs, datasets, assets). With `workers` > 1 the parent writes it to a temporary directory
 with the recipe's `save_state(state, dir)` and each worker reads it once with `load_state(dir)`
 (both module-level functions): large arrays can then be memory-mapped rather than copied into
-each worker.
+each worker. An optional `on_recorded(run)` (module-level too) runs once the run's result.json is
+written, e.g. to remove its training checkpoints only when they are no longer needed to resume.
 
 A run is finished when its result.json parses and holds the current config's hash, and its
 `required` files parse (`stored_result`); anything else runs again, and a log line says why. A
@@ -161,8 +162,10 @@ def pending(runs: Sequence[Run], log: Callable[[str], None]) -> list[Run]:
 # Running
 
 
-def _record(job: Job, run: Run, state: Any) -> tuple[dict[str, Any], float]:
-    """One run, recorded in run.dir: run_config.json first, the job's files, result.json last."""
+def _record(job: Job, run: Run, state: Any,
+            on_recorded: Callable[[Run], None] | None = None) -> tuple[dict[str, Any], float]:
+    """One run, recorded in run.dir: run_config.json first, the job's files, result.json last
+    (then `on_recorded(run)`)."""
     for name in (RESULT, *run.required):  # nothing an earlier run left here may pass for this run's
         (run.dir / name).unlink(missing_ok=True)
     run.dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +177,8 @@ def _record(job: Job, run: Run, state: Any) -> tuple[dict[str, Any], float]:
         atomic_write_text(run.dir / name, json.dumps(obj) + "\n")
     atomic_write_text(run.dir / RESULT, json.dumps({**_jsonable(res), "config_hash": run.config_hash}, indent=2)
                       + "\n")
+    if on_recorded is not None:
+        on_recorded(run)
     return res, time.perf_counter() - t_run
 
 
@@ -195,10 +200,10 @@ def _worker_state(load_state: Callable[[str], Any], state_dir: str) -> Any:
     return load_state(state_dir)
 
 
-def _in_worker(job: Job, load_state: Callable[[str], Any], k: int, run: Run,
-               state_dir: str) -> tuple[int, dict[str, Any], float]:
+def _in_worker(job: Job, load_state: Callable[[str], Any], k: int, run: Run, state_dir: str,
+               on_recorded: Callable[[Run], None] | None = None) -> tuple[int, dict[str, Any], float]:
     try:
-        res, secs = _record(job, run, _worker_state(load_state, state_dir))
+        res, secs = _record(job, run, _worker_state(load_state, state_dir), on_recorded)
     except Exception as e:
         e.add_note(f"run {run.label} failed")  # travels back from the worker with e
         raise
@@ -208,9 +213,11 @@ def _in_worker(job: Job, load_state: Callable[[str], Any], k: int, run: Run,
 def run_jobs(runs: Sequence[Run], job: Job, state: Any, workers: int, log: Callable[[str], None],
              describe: Callable[[Run, dict[str, Any], float], str],
              save_state: Callable[[Any, Path], None] | None = None,
-             load_state: Callable[[str], Any] | None = None) -> None:
+             load_state: Callable[[str], Any] | None = None,
+             on_recorded: Callable[[Run], None] | None = None) -> None:
     """Every run, in the given order, sequentially or in `workers` worker processes, each
-    recorded in its directory; `describe(run, result, seconds)` is its progress line.
+    recorded in its directory; `describe(run, result, seconds)` is its progress line;
+    `on_recorded(run)` runs after its result.json is written (in the process that ran it).
 
     Workers are SPAWNED, not forked: polars' and torch's thread pools do not survive a fork (a
     forked worker deadlocks in its first parallel polars call). The state goes to them in files
@@ -250,7 +257,7 @@ def run_jobs(runs: Sequence[Run], job: Job, state: Any, workers: int, log: Calla
             broken: BrokenProcessPool | None = None
             for k, run in enumerate(runs):
                 try:
-                    futures[pool.submit(_in_worker, job, load_state, k, run, tmp.name)] = run
+                    futures[pool.submit(_in_worker, job, load_state, k, run, tmp.name, on_recorded)] = run
                 except BrokenProcessPool as e:  # a worker died already (at start-up)
                     broken = e
                     break
@@ -284,7 +291,7 @@ def run_jobs(runs: Sequence[Run], job: Job, state: Any, workers: int, log: Calla
     else:
         for n, run in enumerate(runs, 1):
             try:
-                item = _record(job, run, state)
+                item = _record(job, run, state, on_recorded)
             except Exception as e:
                 e.add_note(f"run {run.label} failed")
                 item = e
