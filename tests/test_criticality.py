@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from medmm.data.schema import SCHEMAS, CanonicalDataset, Manifest, conform, empty
+from medmm.data.schema import SCHEMAS, CanonicalDataset, write_rows
 from medmm.data.sources import prepare
 from medmm.tasks.criticality import (CRITICALITY_TASKS, ARFTask, ICUReadmissionTask, MortalityTask, ShockTask,
                                      counts_lines, criticality_counts, criticality_labels)
@@ -35,7 +35,6 @@ def write_dataset(root: Path, source: str, stays: list[dict], events: list[dict]
                   patients: list[dict] | None = None) -> CanonicalDataset:
     """A canonical dataset from row dicts (defaults: one patient and one visit per stay, patient born
     50 years before T0, a 200-hour admission around the stay)."""
-    root.mkdir(parents=True)
     if patients is None:
         patients = [{"patient_id": s["patient_id"], "sex": "F", "birth_time": T0 - timedelta(days=50 * 365.25),
                      "death_time": None} for s in stays]
@@ -51,15 +50,7 @@ def write_dataset(root: Path, source: str, stays: list[dict], events: list[dict]
         "events": [{**base_event, **e} for e in events],
         "measurements": [{"visit_id": None, "source": "chart", "unit": "cmH2O", **m} for m in chart],
     }
-    m = Manifest(source=source)
-    for name in SCHEMAS:
-        rows = tables.get(name, [])
-        df = (conform(name, pl.DataFrame(rows, schema_overrides=dict(empty(name).schema), strict=False)).collect()
-              if rows else empty(name))
-        df.write_parquet(root / f"{name}.parquet")
-        m.tables[name] = df.height
-    (root / "manifest.json").write_text(json.dumps(m.to_json()))
-    return CanonicalDataset(root)
+    return write_rows(root, tables, source)
 
 
 def stay(i: int, los: float = 100.0, **kw) -> dict:
