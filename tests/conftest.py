@@ -48,6 +48,18 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run faster on one torch thread (intra-op threads only add overhead, and contend
+    on a shared CI machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def make_tiny_world():
     """`tiny_world` itself, for module-scoped fixtures of the experiment tests."""

@@ -318,15 +318,6 @@ def test_bilstm_crf_save_load_roundtrip(tok, tmp_path, one_thread):
     assert model.decode(batch) == again.decode(batch)
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny tensors: intra-op threads only add overhead (and contend on a shared CI box).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_bilstm_crf_overfits_a_few_sentences(tok, one_thread):
     torch.manual_seed(0)
     ds = _dataset(tok)

@@ -108,15 +108,6 @@ def test_paper_config_loads():
 
 # ---- G-BERT: `medmm pretrain gbert` ----------------------------------------------------------------
 
-@pytest.fixture
-def one_thread():
-    """Tiny towers run faster on one thread, and much faster when other jobs share the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gbert(dataset, out, steps, extra=(), **kw):
     cfg = load_config(None, TINY_CODE + [f"train.max_steps={steps}", *extra], P.GBertRecipe)
     return P.pretrain_gbert(dataset, out, cfg, **kw)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -64,7 +63,7 @@ import torch
 from torch import nn
 
 from medmm.config import did_you_mean
-from medmm.data.io import atomic_write_text
+from medmm.data.io import atomic_write_text, jsonable
 from medmm.tasks.base import Task
 from medmm.tasks.featurize import MAX_HISTORY, Collator, NoteTokens, TaskDataset, featurize
 from medmm.tasks.registry import TASK_NAMES, build_task, task_class
@@ -391,7 +390,7 @@ def _run(model_name: str, td: TaskData, assets: Any, cfg: FinetuneConfig, out: P
         "cpu_time_s": round(time.process_time() - c0, 3),
         "out_dir": str(out),
     }
-    atomic_write_text(out / "result.json", json.dumps(_jsonable(result), indent=2) + "\n")
+    atomic_write_text(out / "result.json", json.dumps(jsonable(result), indent=2) + "\n")
     return result, (model if keep_model else None), td
 
 
@@ -430,18 +429,6 @@ def _save_predictions(path: Path, ds: TaskDataset, p: np.ndarray) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     df.write_parquet(tmp)
     tmp.replace(path)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 __all__ = ["FinetuneConfig", "TaskData", "finetune", "run_finetune", "prepare_task", "task_samples",

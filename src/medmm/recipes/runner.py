@@ -39,7 +39,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Protocol
 
-from medmm.data.io import atomic_write_text
+from medmm.data.io import atomic_write_text, jsonable
 
 RESULT, RUN_CONFIG = "result.json", "run_config.json"
 CLOCK_KEYS = ("wall_time_s", "cpu_time_s", "train_time_s")  # per run; kept out of the results tables
@@ -175,23 +175,11 @@ def _record(job: Job, run: Run, state: Any,
     res, files = job(run, state)
     for name, obj in files.items():
         atomic_write_text(run.dir / name, json.dumps(obj) + "\n")
-    atomic_write_text(run.dir / RESULT, json.dumps({**_jsonable(res), "config_hash": run.config_hash}, indent=2)
+    atomic_write_text(run.dir / RESULT, json.dumps({**jsonable(res), "config_hash": run.config_hash}, indent=2)
                       + "\n")
     if on_recorded is not None:
         on_recorded(run)
     return res, time.perf_counter() - t_run
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if hasattr(x, "item") and callable(x.item):  # numpy scalars
-        return _jsonable(x.item())
-    return x
 
 
 @functools.lru_cache(maxsize=1)
