@@ -5,16 +5,15 @@ when the predictions are noise (issue 11: shuffling the test predictions after `
 green). Here the label is a known function of the inputs, so a model that learns reaches a stated
 test AUROC and the same predictions in a random order (AUROC ~0.5) do not.
 
-Planted task: the readmission samples of a 300-patient synthetic world (every eligible visit
+Planted task: the readmission samples of a 600-patient synthetic world (every eligible visit
 kept, the generator's own label discarded), relabelled
-    label = (ICD-9 2724, hyperlipidaemia, among the visit's diagnoses)
+    label = (ICD-9 2724 hyperlipidaemia or 41401 coronary atherosclerosis among the visit's diagnoses)
             OR (word piece "f" among the note's first MAX_TEXT_LEN word pieces)
-In these notes that word piece is the header's "sex: f". About 1/3 of visits have the code and
-2/5 the word, independently (phi 0.01). A model that reads only codes can rank the code half
-alone; a model that reads both can be perfect. The generator's own label would not do: it is drawn
-Bernoulli(p_readmit), so even a perfect model is far from AUROC 1, and an 8:1:1 split of 300
-patients leaves ~30 test visits. Here the split is 60/20/20 by patient (`with_split`, the one
-split function of every task): 68 test visits, 44 positive.
+In these notes that word piece is the header's "sex: f". On the test visits 44% have a code and
+34% the word, nearly independently (phi 0.07). A model that reads only codes can rank the code
+half alone; a model that reads both can be perfect. The generator's own label would not do: it is
+drawn Bernoulli(p_readmit), so even a perfect model is far from AUROC 1. The split is 60/20/20
+by patient (`with_split`, the one split function of every task): 110 test visits, 67 positive.
 
 AUROC is recomputed with scikit-learn from the saved predictions, so a wrong metric cannot pass
 for a model that learns.
@@ -33,24 +32,25 @@ from medmm.tasks.registry import build_task
 from medmm.tasks.featurize import NoteTokens, featurize
 from medmm.tasks.splits import with_split
 
-N_PATIENTS = 300
+N_PATIENTS = 600
 TEXT_TOWER = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
-MAX_TEXT_LEN = 64  # the header, "sex: f" included (word pieces ~50-55), and the chief complaint
-PLANTED_CODE = "2724"
+MAX_TEXT_LEN = 64  # the header, "sex: f" included, and the start of the next section
+PLANTED_CODES = ["2724", "41401"]   # hyperlipidaemia or coronary atherosclerosis: ~half the admissions
 PLANTED_WORD = "f"
 SPLIT_RATIOS = (0.6, 0.2, 0.2)
-EPOCHS = 15  # 8 steps an epoch; the randomly initialised towers were still improving at epoch 10
+EPOCHS = 15  # the randomly initialised towers were still improving at epoch 10
 LEARNING_RATES = {"lr": 0.05, "gbert": 3e-3, "medm-plm": 2e-3}
 
-# Test AUROC each model family must reach. Measured, training seeds 0-4: lr 0.979-0.985,
-# gbert 0.725-0.755, medm-plm 1.000. A random ranking of the 68 test visits (44 positive) has
-# AUROC 0.5 with sd 0.074. On the test visits the code indicator alone scores 0.82 and the word
-# indicator alone 0.84 (HALF_AUROC_MAX bounds both).
+# Test AUROC each model family must reach. Measured, training seeds 0-4 (2026-12-02, the
+# long-tailed code world of issue 13): lr 0.927-0.948, gbert 0.695-0.837, medm-plm 0.955-1.000.
+# A random ranking of the 110 test visits (67 positive) has AUROC 0.5 with sd ~0.057. On the
+# test visits the code indicator alone scores 0.86 and the word indicator alone 0.78
+# (HALF_AUROC_MAX bounds both).
 #   lr, medm-plm  0.90: above either half alone, so a model has to read both the note and the
-#                 codes; 5.4 sd above chance (no random ranking in 1e5 got there).
-#   gbert         0.68: it reads codes only, so its ceiling is about the code indicator's 0.82.
-#                 0.68 is 2.4 sd above chance (0.7 % of random rankings get there) and 5 sd
-#                 below its mean over seeds (0.744, sd 0.011).
+#                 codes; 7 sd above chance.
+#   gbert         0.68: it reads codes only, so its ceiling is about the code indicator's 0.86.
+#                 0.68 is 3 sd above chance; its lowest seed (0.695) is close to the bar: with
+#                 eleven codes a visit now, the code tower must find two among many.
 AUROC_MIN = {"lr": 0.90, "gbert": 0.68, "medm-plm": 0.90}
 HALF_AUROC_MAX = 0.87
 
@@ -83,7 +83,7 @@ def planted_task(records: pl.DataFrame, assets, cfg: FinetuneConfig) -> TaskData
     assert word != assets.tokenizer.unk_token_id, f"{PLANTED_WORD!r} is not a word piece of the tokenizer"
     # The word counts only where the models can see it: in the truncated token ids.
     samples = samples.drop("split").with_columns(
-        pl.col("dx").list.contains(PLANTED_CODE).alias("has_code"),
+        pl.col("dx").list.eval(pl.element().is_in(PLANTED_CODES)).list.any().alias("has_code"),
         pl.Series("has_word", [word in notes[v] for v in samples["visit_id"].to_list()]))
     samples = samples.with_columns((pl.col("has_code") | pl.col("has_word")).alias("label"))
     samples = with_split(samples, seed=cfg.split_seed, ratios=SPLIT_RATIOS)

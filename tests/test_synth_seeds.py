@@ -16,7 +16,7 @@ import pytest
 
 from medmm.data.schema import load_dataset
 from medmm.data.sources import prepare
-from medmm.data.sources.mimic3 import RAW
+from medmm.data.sources.mimic3 import ICU_EVENTS_RAW, RAW
 from medmm.data.synth import generate
 
 SEEDS = range(40)
@@ -40,8 +40,10 @@ def test_seed_synthesises_and_prepares_with_exact_accounting(seed, tmp_path):
     ds = load_dataset(tmp_path / "ds")                                   # the manifest as written to disk
     acc, tables = ds.manifest.accounting, ds.manifest.tables
 
-    # Every raw table the generator wrote is read, and all its rows reach the reader.
-    assert set(acc) == set(written) & set(RAW) == set(RAW)
+    # Every raw table the generator wrote that the source reads is read, and all its rows reach
+    # the reader (the core tables and the ICU event tables).
+    readable = set(RAW) | set(ICU_EVENTS_RAW)
+    assert set(acc) == set(written) & readable and set(RAW) <= set(acc)
     assert {t: a.read for t, a in acc.items()} == {t: written[t] for t in acc}
     assert written["PATIENTS"] == N
     # Each row read is kept or dropped for a named reason.
@@ -58,6 +60,7 @@ def test_seed_synthesises_and_prepares_with_exact_accounting(seed, tmp_path):
     assert tables["studies"] == tables["images"] == 0
     codes = dict(ds.table("codes").group_by("system").len().iter_rows())
     assert codes == {system: acc[t].kept for t, system in CODE_SYSTEMS.items() if acc[t].kept}
+    assert tables["events"] == sum(acc[t].kept for t in ICU_EVENTS_RAW if t in acc)
     measurements = dict(ds.table("measurements").group_by("source").len().iter_rows())
     assert measurements == {source: acc[t].kept for t, source in SOURCES.items() if acc[t].kept}
 

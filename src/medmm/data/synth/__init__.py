@@ -4,6 +4,13 @@
     mimic3.write_mimic3(cohort, out, density, seed)  # raw MIMIC-III files + ground truth
     card.render(...)                                # data_card.md with the complementarity check
 
+The vocabulary: `catalog` (the modelled diseases, drugs, labs, vitals), `codeworld` (the long
+tail of real ICD-9-CM v32 diagnosis and procedure codes), `products` (the long tail of real drug
+products and their ATC codes), `lab_items` (the long tail of MIMIC-III lab items). The layout:
+`mimic3` (core tables), `icu_events` (transfers, services, ICU event tables, ICD dictionaries),
+`notes` (discharge summaries with entity spans). `realism` measures any MIMIC-III directory
+against the real demo's statistics.
+
 `generate` runs the three and writes `out/` atomically (nothing half-written). New layouts
 (MIMIC-IV, MIMIC-CXR) are new writers over the same Cohort.
 """
@@ -25,11 +32,13 @@ def generate(out: str | Path, n_patients: int, seed: int, fmt: str = "mimic3", o
              lab_density: str | float = "modest", card: bool = True, progress: bool = False) -> Path:
     """Generate `n_patients` synthetic patients into `out` in raw layout `fmt`; return `out`.
 
-    lab_density: "modest" (~100 LABEVENTS rows per admission, demo speed), "mimic" (~480 lab and
-    ~80 prescription rows per admission, like MIMIC-III) or a positive multiplier of "modest".
+    lab_density: "modest" (~350 LABEVENTS and ~50 PRESCRIPTIONS rows per admission, near the
+    MIMIC-III demo's medians), "mimic" (~550 lab rows and daily prescription re-orders) or a
+    positive multiplier of "modest" (see latent.Density).
     Same arguments -> byte-identical files.
     """
     from medmm.data.synth import card as card_mod
+    from medmm.data.synth import realism
     from medmm.data.synth.latent import Density, draw_cohort
     from medmm.data.synth.mimic3 import write_mimic3
 
@@ -52,16 +61,34 @@ def generate(out: str | Path, n_patients: int, seed: int, fmt: str = "mimic3", o
         comp = None
         if card:
             try:
-                comp = card_mod.complementarity(frames["DIAGNOSES_ICD"], frames["PRESCRIPTIONS"],
+                comp = card_mod.complementarity(frames["DIAGNOSES_ICD"].drop_nulls("ICD9_CODE"), frames["PRESCRIPTIONS"],
                                                 frames["NOTEEVENTS"], frames["visits_gt"], seed=0)
             except ValueError as e:       # tiny cohorts: say so in the card rather than fail
                 say(f"complementarity check skipped: {e}")
-            (tmp / "data_card.md").write_text(card_mod.render(meta, counts, frames, comp))
+            stats = realism.mimic3_stats(tmp)
+            meta["realism"] = stats
+            (tmp / "data_card.md").write_text(card_mod.render(meta, counts, frames, comp) + realism_section(stats))
         if comp is not None:
             meta["complementarity"] = comp.to_json()
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         say("done")
     return out
+
+
+def realism_section(stats: dict) -> str:
+    """The data card's realism table: this data's statistics beside the real MIMIC-III demo's
+    (and MTSamples discharge summaries' for the notes), computed by the same code."""
+    from medmm.data.synth import realism
+
+    bad = realism.out_of_range(stats)
+    verdict = ("every statistic is within its target range" if not bad
+               else "outside the target range: " + "; ".join(bad))
+    return ("\n## Realism against the MIMIC-III demo\n\n"
+            "The same code (`medmm.data.synth.realism.mimic3_stats`) on this directory and on the public "
+            "MIMIC-III demo (100 patients); the demo has no notes, so note rows compare with 100 MTSamples "
+            "discharge summaries. The targets are set for 2,000 patients; counts of distinct codes grow "
+            "with the number of patients.\n\n"
+            + realism.render_table(stats, targets=realism.TARGETS) + f"\n\nAt this size and seed {verdict}.\n")
 
 
 __all__ = ["generate", "GENERATOR_VERSION"]

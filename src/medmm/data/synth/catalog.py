@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from medmm.data.synth.products import PRODUCTS
+
 # --------------------------------------------------------------------------------------------
 # Diseases
 # --------------------------------------------------------------------------------------------
@@ -255,6 +257,8 @@ class Drug:
     drug_type: str = "MAIN"
     discharge: bool = True    # may appear in discharge medications (ICU-only drugs do not)
     formulary: str = field(default="")
+    weight: float = 0.0       # long-tail products (products.py): relative prescribing frequency
+    generic: str = ""         # long-tail products: the generic name a note writes
 
 
 _DRUG_ROWS = [
@@ -361,6 +365,14 @@ def _build_drugs() -> tuple[Drug, ...]:
     for j, (key, name, atc, strength, dose, unit) in enumerate(_BASE_ROWS):
         drugs.append(Drug(key, name, atc or "", strength, dose, unit, dose, unit, "IV", "", ndc="0", rxcui="",
                           mapped=False, drug_type="BASE", discharge=False, formulary=name.upper() + dose))
+    # The long tail (products.py), after the drugs above so that their indices and NDCs stay put.
+    first = len(drugs)
+    for j, x in enumerate(PRODUCTS):
+        i = first + j
+        drugs.append(Drug(f"tail{j:03d}", x.drug, x.atc, x.strength, x.dose, x.unit, x.form_val, x.form_unit,
+                          x.route, x.freq, ndc=_ndc(i), rxcui=str(9_100_000 + i * 13), discharge=x.discharge,
+                          formulary=(x.generic.replace(" ", "")[:6] + x.dose.replace(".", "")[:3]).upper(),
+                          weight=x.weight, generic=x.generic))
     return tuple(drugs)
 
 
@@ -368,6 +380,7 @@ DRUGS: tuple[Drug, ...] = _build_drugs()
 DRUG_INDEX = {d.key: i for i, d in enumerate(DRUGS)}
 ALT_OF = {d.key[:-4]: DRUG_INDEX[d.key] for d in DRUGS if d.key.endswith("_alt")}
 BASE_DRUGS = tuple(DRUG_INDEX[k] for k, *_ in _BASE_ROWS)
+TAIL_DRUGS = tuple(i for i, d in enumerate(DRUGS) if d.weight > 0)
 
 # --------------------------------------------------------------------------------------------
 # Labs (LABEVENTS) and vitals (CHARTEVENTS), with MIMIC-III item ids

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medmm.data.synth import catalog as cat
+from medmm.data.synth import codeworld
 
 # Latent factor indices.
 F_CM, F_PULM, F_LIVER, F_FRAIL = range(4)
@@ -72,10 +73,13 @@ assert set(CHRONIC_MODEL) == set(cat.CHRONIC_INDEX)
 
 # Readmission logit weights (Eq. R). Keys prefixed by where the factor is visible.
 READMIT = {
-    "intercept": -3.6,
+    "intercept": -5.0,
     # code side: conditions coded ~95% of the time, written in ~15% of notes
     "code.ckd_advanced": 1.1, "code.ckd": 0.4, "code.cirrhosis": 1.1, "code.lung_ca": 1.3, "code.anemia": 0.6,
     "code.thrombocytopenia": 0.6, "code.hyponatremia": 0.7,
+    # the long tail (codeworld.py): summed risk of the patient's tail categories (malignancy,
+    # organ failure, pressure ulcers...), carried by every leaf of a category
+    "code.tail": 1.0,
     # note side: facts that have no code
     "note.lives_alone": 1.0, "note.homeless": 1.3, "note.nonadherent": 1.2, "note.no_pcp": 0.7,
     "note.severe_chronic": 0.7, "note.long_duration": 0.4,
@@ -112,6 +116,9 @@ class Cohort:
     homeless: np.ndarray
     no_pcp: np.ndarray                # no primary care physician
     nonadherent_prop: np.ndarray      # bool: tends not to take medications
+    tail_ptr: np.ndarray              # (P+1,) patient p's tail comorbidity codes: tail_codes[ptr[p]:ptr[p+1]]
+    tail_codes: list[str]
+    tail_risk: np.ndarray             # (P,) readmission risk of those codes' categories
     dbsource: np.ndarray              # "carevue" / "metavision"
     # ---- visits (V,)
     v_patient: np.ndarray
@@ -131,6 +138,10 @@ class Cohort:
     icustay_id: np.ndarray            # int64, 0 if no ICU stay
     icu_in: np.ndarray
     icu_out: np.ndarray
+    icu2: np.ndarray                  # bool: a second ICU stay in the same admission (after a ward spell)
+    icustay2_id: np.ndarray
+    icu2_in: np.ndarray
+    icu2_out: np.ndarray
     p_shock: np.ndarray               # P(shock during the ICU stay) (0 outside the ICU)
     shock: np.ndarray
     shock_onset: np.ndarray           # datetime64[s], NaT if none
@@ -145,6 +156,7 @@ class Cohort:
     # per-visit lists (Python, small): drug orders, procedures, recorded diagnosis codes
     orders: list[list[tuple[int, float, float]]] = field(default_factory=list)  # (drug idx, start d, end d)
     procedures: list[list[str]] = field(default_factory=list)                   # procedure keys
+    proc_tail: list[list[str]] = field(default_factory=list)                    # further ICD-9 procedure codes
     dx_codes: list[list[str]] = field(default_factory=list)                     # recorded ICD-9, in order
     true_icd9: list[list[str]] = field(default_factory=list)                    # codes of what is present
     lab_params: dict[str, np.ndarray] = field(default_factory=dict)             # per-visit lab means
@@ -156,6 +168,22 @@ class Cohort:
     @property
     def n_visits(self) -> int:
         return len(self.hadm_id)
+
+    def procedure_icd9(self) -> list[list[str]]:
+        """ICD-9 procedure codes of each admission: the catalog's (by key), then the tail's."""
+        return [list(dict.fromkeys([cat.PROCEDURES[k][0] for k in keys] + tail))
+                for keys, tail in zip(self.procedures, self.proc_tail)]
+
+    def stays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every ICU stay as (visit index, ICUSTAY_ID, in, out), first stays then second stays,
+        sorted by ICUSTAY_ID's visit and time."""
+        s1, s2 = np.flatnonzero(self.icu), np.flatnonzero(self.icu2)
+        v = np.concatenate([s1, s2])
+        ids = np.concatenate([self.icustay_id[s1], self.icustay2_id[s2]])
+        t_in = np.concatenate([self.icu_in[s1], self.icu2_in[s2]])
+        t_out = np.concatenate([self.icu_out[s1], self.icu2_out[s2]])
+        order = np.lexsort((t_in, v))
+        return v[order], ids[order], t_in[order], t_out[order]
 
     def los_hours(self) -> np.ndarray:
         return (self.disch - self.admit).astype(np.float64) / 3600.0
@@ -194,8 +222,10 @@ def _draw_patients(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     no_pcp = rng.random(n) < sigmoid(-2.0 + 1.5 * homeless)
     nonadh = rng.random(n) < sigmoid(-1.5 + 0.8 * homeless + 0.6 * chronic[:, cat.CHRONIC_INDEX["alcohol"]]
                                       + 0.4 * chronic[:, cat.CHRONIC_INDEX["depression"]])
+    tail_ptr, tail_codes, tail_risk = codeworld.draw_patient_tail(rng, z, age0)
     return dict(z=z, male=male, age0=age0, chronic=chronic, sev=sev, years=years, lives_alone=lives_alone,
-                homeless=homeless, no_pcp=no_pcp, nonadherent_prop=nonadh)
+                homeless=homeless, no_pcp=no_pcp, nonadherent_prop=nonadh, tail_ptr=tail_ptr,
+                tail_codes=tail_codes, tail_risk=tail_risk)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,17 +283,17 @@ def _visit_round(rng, pt, idx, sev, years, age):
     draw("delirium", -3.2 + 1.4 * C("dementia") + 0.6 * acuity + 0.9 * C("alcohol") + 0.04 * (age - 75))
     draw("blood_loss_anemia", np.where(a("gi_bleed"), 0.4, np.where(a("hip_fx"), -0.4, -6)))
     draw("hyponatremia", -3.0 + 1.3 * C("cirrhosis") + 0.7 * C("chf") + 0.4 * acuity)
-    # ICU admission, then the ICU events whose onsets the MedCSP criticality labels are defined from.
-    p_icu = sigmoid(-1.6 + 1.4 * acuity + 1.0 * a("sepsis") + 1.2 * a("resp_failure") + 0.8 * a("ami")
-                    + 0.6 * a("gi_bleed") + 0.6 * a("dka") - 0.8 * a("hip_fx"))
+    # ICU admission (MIMIC-III is an ICU database: essentially every admission has an ICU stay),
+    # then the ICU events whose onsets the MedCSP criticality labels are defined from.
+    p_icu = sigmoid(4.0 + 1.4 * acuity + 1.0 * a("sepsis") + 1.2 * a("resp_failure") - 0.8 * a("hip_fx"))
     icu = rng.random(n) < p_icu
     cardiac = a("ami") | a("chf_exac")
-    p_shock = icu * sigmoid(-3.1 + 1.2 * acuity + 1.6 * a("sepsis") + 0.9 * cardiac + 0.6 * a("gi_bleed"))
+    p_shock = icu * sigmoid(-3.9 + 1.2 * acuity + 1.6 * a("sepsis") + 0.9 * cardiac + 0.6 * a("gi_bleed"))
     shock = rng.random(n) < p_shock
     acute[:, cat.ACUTE_INDEX["septic_shock"]] = shock & a("sepsis")
     acute[:, cat.ACUTE_INDEX["cardiogenic_shock"]] = shock & ~a("sepsis") & cardiac
     # Shock without sepsis or a cardiac cause (e.g. haemorrhagic) is coded through its cause.
-    renal = -2.8 + 1.1 * acuity + 0.5 * C("ckd") + 0.4 * S("ckd") * (S("ckd") < 3) + 0.9 * a("sepsis") \
+    renal = -3.5 + 1.1 * acuity + 0.5 * C("ckd") + 0.4 * S("ckd") * (S("ckd") < 3) + 0.9 * a("sepsis") \
         + 0.9 * shock + 0.6 * a("chf_exac") + 0.8 * a("dka")
     renal = np.where(S("ckd") == 3, -9.0, renal)        # dialysis patients do not get "AKI"
     p_arf = icu * sigmoid(renal)
@@ -278,7 +308,7 @@ def _visit_round(rng, pt, idx, sev, years, age):
     # Non-adherence this visit: most admissions of prone patients, some of others.
     nonadherent = rng.random(n) < np.where(pt["nonadherent_prop"][idx], 0.75, 0.05)
     # Length of stay (days) and ICU timing (hours from admission).
-    los = np.clip(np.exp(rng.normal(np.log(4.0) + 0.35 * acuity + 0.45 * icu + 0.4 * a("hip_fx"), 0.5)), 1.0, 60.0)
+    los = np.clip(np.exp(rng.normal(np.log(4.8) + 0.35 * acuity + 0.4 * a("hip_fx"), 0.5)), 1.0, 60.0)
     icu_start = np.where(icu, rng.uniform(0.1, 12.0, n), 0.0)
     # ICU length of stay: median ~2 days (MIMIC-III), longer when sicker.
     icu_len = np.where(icu, np.clip(np.exp(rng.normal(np.log(40.0) + 0.3 * acuity, 0.6, n)), 12.0, 24 * 30), 0.0)
@@ -290,7 +320,8 @@ def _visit_round(rng, pt, idx, sev, years, age):
     W = READMIT
     code = (W["code.ckd_advanced"] * (S("ckd") >= 2) + W["code.ckd"] * C("ckd") + W["code.cirrhosis"] * C("cirrhosis")
             + W["code.lung_ca"] * C("lung_ca") + W["code.anemia"] * C("anemia")
-            + W["code.thrombocytopenia"] * C("thrombocytopenia") + W["code.hyponatremia"] * a("hyponatremia"))
+            + W["code.thrombocytopenia"] * C("thrombocytopenia") + W["code.hyponatremia"] * a("hyponatremia")
+            + W["code.tail"] * pt["tail_risk"][idx])
     severe = ((S("chf") == 3) | (S("copd") == 3) | (S("dm2") == 3))
     long_dur = ((years * ch) > 15).any(1)
     note = (W["note.lives_alone"] * pt["lives_alone"][idx] + W["note.homeless"] * pt["homeless"][idx]
@@ -303,7 +334,7 @@ def _visit_round(rng, pt, idx, sev, years, age):
     p_readmit = np.where(died, 0.0, sigmoid(logit))
     readmit = rng.random(n) < p_readmit
     # Later (> 30 day) admission when not readmitted within 30 days: chronic burden drives it.
-    q_later = sigmoid(-1.55 + 0.12 * ch.sum(1) + 0.25 * z[:, F_FRAIL])
+    q_later = sigmoid(-2.7 + 0.15 * ch.sum(1) + 0.6 * z[:, F_FRAIL])
     later = ~died & ~readmit & (rng.random(n) < q_later)
     gap = np.where(readmit, 1.0 + 29.0 * rng.beta(1.2, 2.0, n),
                    31.0 + np.minimum(np.exp(rng.normal(np.log(250), 0.9, n)), 3000.0))
@@ -374,8 +405,16 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
     subject_id = 10_000 + np.arange(P) * 3 + rng.integers(0, 3, P)            # sparse like MIMIC
     hadm_perm = rng.permutation(V)
     hadm_id = 100_000 + hadm_perm * 4 + rng.integers(0, 4, V)                   # unique, not ordered
-    icu_perm = rng.permutation(V)
-    icustay_id = np.where(icu, 200_000 + icu_perm * 3 + rng.integers(0, 3, V), 0)
+    icu_perm = rng.permutation(2 * V)
+    icustay_id = np.where(icu, 200_000 + icu_perm[:V] * 3 + rng.integers(0, 3, V), 0)
+    # A second ICU stay after a ward spell (a "bounce-back", ~5% of admissions in MIMIC-III), where
+    # the hospital stay leaves room for one: it starts 12-48 h after the first stay ends.
+    los_h = (g["disch"] - g["admit"]).astype(np.float64) / 3600.0
+    out1_h = g["icu_start"] + g["icu_len"]
+    gap2 = rng.uniform(12, 48, V)
+    len2 = np.exp(rng.normal(np.log(30.0), 0.5, V))
+    icu2 = icu & (los_h - out1_h - gap2 - len2 > 6) & (rng.random(V) < 0.075 + 0.04 * (g["acuity"] > 1))
+    icustay2_id = np.where(icu2, 200_000 + icu_perm[V:] * 3 + rng.integers(0, 3, V), 0)
     cohort = Cohort(
         seed=seed, subject_id=subject_id, male=pt["male"], birth=birth, z=pt["z"], chronic=pt["chronic"],
         chronic_sev=pt["sev"], chronic_years=pt["years"], lives_alone=pt["lives_alone"], homeless=pt["homeless"],
@@ -385,6 +424,8 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
         reason=g["reason"], acute=g["acute"], sev=g["sev"], years=g["years"], acuity=g["acuity"],
         severity=g["severity"], nonadherent=g["nonadherent"], icu=icu, icustay_id=icustay_id,
         icu_in=at(g["icu_start"], icu), icu_out=at(g["icu_start"] + g["icu_len"], icu),
+        icu2=icu2, icustay2_id=icustay2_id, icu2_in=at(out1_h + gap2, icu2), icu2_out=at(out1_h + gap2 + len2, icu2),
+        tail_ptr=pt["tail_ptr"], tail_codes=pt["tail_codes"], tail_risk=pt["tail_risk"],
         p_shock=g["p_shock"], shock=g["shock"], shock_onset=at(g["shock_h"], g["shock"]),
         p_arf=g["p_arf"], arf=g["arf"], arf_onset=at(g["arf_h"], g["arf"]),
         p_death=g["p_death"], died=g["died"], readmit_logit_parts=parts,
@@ -398,6 +439,10 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
 # ----------------------------------------------------------------------------------------------
 # Medications, procedures, recorded codes (per visit; small Python loops)
 # ----------------------------------------------------------------------------------------------
+
+
+def _category(code: str) -> str:
+    return code[:4] if code.startswith("E") else code[:3]
 
 
 def _specific_code(d: cat.Disease, sev: int, ckd_sev: int) -> str:
@@ -427,6 +472,18 @@ def _draw_orders_and_codes(rng: np.random.Generator, c: Cohort) -> None:
     base_seed = int(rng.integers(0, 2**62))
     los_d = c.los_hours() / 24.0
     routine_p = np.array([0.55, 0.45, 0.35, 0.5, 0.4, 0.3, 0.35, 0.3, 0.15, 0.2])
+    # The long tail (codeworld.py): acute tail diagnoses and extra procedures of each admission.
+    vt_ptr, vt_codes = codeworld.draw_visit_tail(rng, c.z[c.v_patient], c.acuity)
+    pr_ptr, pr_codes = codeworld.draw_visit_procedures(rng, c.icu, c.acuity)
+    # Long-tail drugs: ~9 per admission by prescribing frequency, three times as likely where the
+    # drug's ATC group matches an axis of the admission's tail diagnoses (codeworld.DRUG_AXES).
+    tail_idx = np.array(cat.TAIL_DRUGS)
+    tail_w = np.array([cat.DRUGS[i].weight for i in tail_idx])
+    axis_names = list(codeworld.AXES)
+    match = np.array([[any(cat.DRUGS[i].atc.startswith(g) for g in codeworld.DRUG_AXES.get(a, ())) for i in tail_idx]
+                      for a in axis_names])
+    axis_of = {c_.code: axis_names.index(c_.axis) for c_ in codeworld.dx_categories()}
+    n_tail = rng.poisson(np.exp(np.log(9.0) + 0.2 * np.clip(c.acuity, -2, 3)))
     for v in range(V):
         p = c.v_patient[v]
         uv = _Stream(base_seed + v)
@@ -503,6 +560,16 @@ def _draw_orders_and_codes(rng: np.random.Generator, c: Cohort) -> None:
         for key, pr in zip(cat.ROUTINE_DRUGS, routine_p):
             if next(uv) < pr:
                 give(key, start=0.0, end=min(los, 1 + next(uv) * los))
+        if n_tail[v]:
+            cats_v = {_category(x) for x in c.tail_codes[c.tail_ptr[p]:c.tail_ptr[p + 1]]}
+            cats_v |= {_category(x) for x in vt_codes[vt_ptr[v]:vt_ptr[v + 1]]}
+            axes = sorted({axis_of[k] for k in cats_v if k in axis_of})
+            w = tail_w * (1.0 + 2.0 * match[axes].any(0)) if axes else tail_w
+            cum = np.cumsum(w)
+            for _ in range(int(n_tail[v])):
+                j = min(int(np.searchsorted(cum, next(uv) * cum[-1])), len(cum) - 1)
+                s0 = next(uv) * los * 0.6
+                give(cat.DRUGS[tail_idx[j]].key, start=s0, end=min(los, s0 + 0.5 + next(uv) * los))
         status = []
         if cat.DRUG_INDEX["insulin_glargine"] in drugs and c.chronic[p, cat.CHRONIC_INDEX["dm2"]]:
             status.append("insulin")
@@ -519,10 +586,24 @@ def _draw_orders_and_codes(rng: np.random.Generator, c: Cohort) -> None:
             true.append(code)
             if next(uv) < 0.9:
                 rec.append(code)
-        # Deduplicate, keeping the first (principal) position.
+        # Tail comorbidities (persistent, each recorded at ~3 of 4 admissions), then the
+        # admission's acute tail codes.
+        for code in c.tail_codes[c.tail_ptr[p]:c.tail_ptr[p + 1]]:
+            true.append(code)
+            if next(uv) < 0.75:
+                rec.append(code)
+        for code in vt_codes[vt_ptr[v]:vt_ptr[v + 1]]:
+            true.append(code)
+            if next(uv) < 0.9:
+                rec.append(code)
+        # Deduplicate, keeping the first (principal) position. About 1% of recorded codes are
+        # written one digit short (427.3 for 427.31, 401 for 401.9): a non-billable header code,
+        # as older coding software let through.
+        rec = [x[:-1] if len(x) >= 4 and next(uv) < 0.01 else x for x in dict.fromkeys(rec)]
         c.true_icd9.append(list(dict.fromkeys(true)))
         c.dx_codes.append(list(dict.fromkeys(rec)) or [true[0]])
         c.procedures.append(list(dict.fromkeys(procs)))
+        c.proc_tail.append(pr_codes[pr_ptr[v]:pr_ptr[v + 1]])
         c.orders.append([(i, s, e) for i, (s, e) in sorted(drugs.items(), key=lambda kv: (kv[1][0], kv[0]))])
 
 
@@ -603,9 +684,10 @@ def _curve(x_h: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Density:
-    """How many lab draws and items per admission. "modest": ~100 LABEVENTS rows per admission
-    (demo speed); "mimic": ~480 (MIMIC-III's 28 M rows / 59 k admissions) and ~80 prescription
-    rows per admission (daily re-orders and base solutions, as MIMIC writes them)."""
+    """How many lab draws and items per admission. "modest" (the default): ~350 LABEVENTS rows per
+    admission, ~50 of them outpatient (median ~270 with an HADM_ID; MIMIC-III demo: 251) and ~50
+    prescription rows; "mimic": ~550 lab rows (MIMIC-III: 28 M rows / 59 k admissions with an
+    HADM_ID, ~590 in all in the demo) and daily prescription re-orders, as MIMIC writes them."""
 
     draws_per_day: float
     extended_p: float       # probability an extended panel item is drawn with a draw
@@ -620,7 +702,7 @@ class Density:
             if f <= 0:
                 raise ValueError(f"lab_density must be > 0, got {name}")
             return cls(0.6 * f, min(0.3 * f, 1.0), 0.5 * f, 2.0 / max(f, 0.5), f >= 2)
-        presets = {"modest": cls(0.6, 0.3, 0.5, 2.0, False), "mimic": cls(2.4, 0.95, 2.5, 1.0, True)}
+        presets = {"modest": cls(0.6, 0.3, 0.5, 2.0, False), "mimic": cls(1.5, 0.95, 1.5, 1.0, True)}
         if name not in presets:
             raise ValueError(f"lab_density must be one of {sorted(presets)} or a positive number, got {name!r}")
         return presets[name]
@@ -630,8 +712,8 @@ def simulate_labs(c: Cohort, density: Density, seed: int) -> dict[str, np.ndarra
     """Lab rows as columns: visit index, lab index, hours from admission, value, in-hospital flag.
 
     Draw times: one on arrival, then `draws_per_day` spread over the stay (plus ICU extras);
-    a draw measures the basic panel always and other panels by need and density. About 6% of
-    visits also get an outpatient draw 2-20 days before admission (HADM_ID empty in MIMIC).
+    a draw measures the basic panel always and other panels by need and density. Each admission
+    also has ~3 outpatient draws 2-120 days before it (HADM_ID empty in MIMIC).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1AB5]))
     los_h = c.los_hours()
@@ -644,10 +726,11 @@ def simulate_labs(c: Cohort, density: Density, seed: int) -> dict[str, np.ndarra
     t = np.where(k == 0, rng.uniform(0.2, 2.0, len(dv)),
                  (k + rng.uniform(-0.3, 0.3, len(dv))) / n_draw[dv] * los_h[dv])
     t = np.clip(t, 0.1, los_h[dv] - 0.1)
-    # Outpatient draws before some admissions (no HADM_ID).
-    out_v = np.flatnonzero(rng.random(c.n_visits) < 0.06)
+    # Outpatient draws (clinic, emergency-department visits that did not lead to an admission):
+    # a few per admission in the months before it, written without HADM_ID as MIMIC-III does.
+    out_v = np.repeat(np.arange(c.n_visits), rng.poisson(3.0, c.n_visits))
     dv = np.concatenate([dv, out_v])
-    t = np.concatenate([t, -24.0 * rng.uniform(2, 20, len(out_v))])
+    t = np.concatenate([t, -24.0 * rng.uniform(2, 120, len(out_v))])
     inpatient = np.concatenate([np.ones(len(t) - len(out_v), bool), np.zeros(len(out_v), bool)])
     t = np.round(t * 60) / 60                                                  # minute resolution
     D = len(dv)
@@ -680,16 +763,18 @@ def simulate_labs(c: Cohort, density: Density, seed: int) -> dict[str, np.ndarra
 
 
 def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndarray]:
-    """Vital-sign rows for ICU stays: visit index, vital index, hours from ICU admission, value.
+    """Vital-sign rows for ICU stays (second stays too): visit index, vital index, hours from the
+    stay's start, value, and the stay's ICUSTAY_ID and start.
 
     Sepsis raises heart rate, respiratory rate and temperature; shock (after its onset) drops the
     systolic and mean pressure and raises heart rate; respiratory failure lowers SpO2.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x517]))
-    stays = np.flatnonzero(c.icu)
-    dur = (c.icu_out[stays] - c.icu_in[stays]).astype(np.float64) / 3600.0
+    s_visit, s_id, s_in, s_out = c.stays()
+    dur = (s_out - s_in).astype(np.float64) / 3600.0
     n_t = np.maximum(1, np.floor(dur / density.chart_every_h).astype(np.int64))
-    sv = np.repeat(stays, n_t)
+    ss = np.repeat(np.arange(len(s_visit)), n_t)
+    sv = s_visit[ss]
     first = np.concatenate([[0], np.cumsum(n_t)[:-1]])
     k = np.arange(len(sv)) - np.repeat(first, n_t)
     t = np.round((k * density.chart_every_h + rng.uniform(0, 0.25, len(sv))) * 60) / 60
@@ -699,12 +784,13 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     keep = rng.random(len(rows_t)) < 0.96                                     # a few missing charts
     rows_t, rows_i = rows_t[keep], rows_i[keep]
     v = sv[rows_t]
+    stay = ss[rows_t]
     th = t[rows_t]
     mean = np.array([x.mean for x in cat.VITALS])[rows_i]
     sd = np.array([x.sd for x in cat.VITALS])[rows_i]
     sepsis = c.present("sepsis")[v].astype(float)
     respf = c.present("resp_failure")[v].astype(float)
-    shock_x = ((c.shock_onset[v] - c.icu_in[v]).astype(np.float64) / 3600.0)
+    shock_x = ((c.shock_onset[v] - s_in[stay]).astype(np.float64) / 3600.0)
     after = np.where(c.shock[v], np.clip((th - np.nan_to_num(shock_x, nan=1e9)) / 4.0, 0, 1), 0.0)
     vi = cat.VITAL_INDEX
     eff = np.zeros(len(v))
@@ -717,4 +803,4 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     stay_off = rng.standard_normal((c.n_visits, Vn))[v, rows_i] * sd
     val = mean + eff + stay_off + rng.standard_normal(len(v)) * sd * 0.6
     val = np.where(rows_i == vi["spo2"], np.minimum(val, 100.0), val)
-    return dict(visit=v, vital=rows_i, hours=th, value=val)
+    return dict(visit=v, vital=rows_i, hours=th, value=val, icustay_id=s_id[stay], icu_in=s_in[stay])

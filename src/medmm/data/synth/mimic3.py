@@ -21,6 +21,8 @@ import numpy as np
 import polars as pl
 
 from medmm.data.synth import catalog as cat
+from medmm.data.synth import icu_events
+from medmm.data.synth.lab_items import EXTRA_LABS
 from medmm.data.synth.latent import Cohort, Density, simulate_labs, simulate_vitals
 from medmm.data.synth.notes import discharge_summary
 
@@ -42,6 +44,13 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "LABEVENTS": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "ITEMID", "CHARTTIME", "VALUE", "VALUENUM", "VALUEUOM", "FLAG"),
     "CHARTEVENTS": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "ITEMID", "CHARTTIME", "STORETIME", "CGID",
                     "VALUE", "VALUENUM", "VALUEUOM", "WARNING", "ERROR", "RESULTSTATUS", "STOPPED"),
+    "SERVICES": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "TRANSFERTIME", "PREV_SERVICE", "CURR_SERVICE"),
+    "TRANSFERS": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "DBSOURCE", "EVENTTYPE", "PREV_CAREUNIT", "CURR_CAREUNIT", "PREV_WARDID", "CURR_WARDID", "INTIME", "OUTTIME", "LOS"),
+    "OUTPUTEVENTS": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "CHARTTIME", "ITEMID", "VALUE", "VALUEUOM", "STORETIME", "CGID", "STOPPED", "NEWBOTTLE", "ISERROR"),
+    "INPUTEVENTS_MV": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "STARTTIME", "ENDTIME", "ITEMID", "AMOUNT", "AMOUNTUOM", "RATE", "RATEUOM", "STORETIME", "CGID", "ORDERID", "LINKORDERID", "ORDERCATEGORYNAME", "SECONDARYORDERCATEGORYNAME", "ORDERCOMPONENTTYPEDESCRIPTION", "ORDERCATEGORYDESCRIPTION", "PATIENTWEIGHT", "TOTALAMOUNT", "TOTALAMOUNTUOM", "ISOPENBAG", "CONTINUEINNEXTDEPT", "CANCELREASON", "STATUSDESCRIPTION", "COMMENTS_EDITEDBY", "COMMENTS_CANCELEDBY", "COMMENTS_DATE", "ORIGINALAMOUNT", "ORIGINALRATE"),
+    "PROCEDUREEVENTS_MV": ("ROW_ID", "SUBJECT_ID", "HADM_ID", "ICUSTAY_ID", "STARTTIME", "ENDTIME", "ITEMID", "VALUE", "VALUEUOM", "LOCATION", "LOCATIONCATEGORY", "STORETIME", "CGID", "ORDERID", "LINKORDERID", "ORDERCATEGORYNAME", "SECONDARYORDERCATEGORYNAME", "ORDERCATEGORYDESCRIPTION", "ISOPENBAG", "CONTINUEINNEXTDEPT", "CANCELREASON", "STATUSDESCRIPTION", "COMMENTS_EDITEDBY", "COMMENTS_CANCELEDBY", "COMMENTS_DATE"),
+    "D_ICD_DIAGNOSES": ("ROW_ID", "ICD9_CODE", "SHORT_TITLE", "LONG_TITLE"),
+    "D_ICD_PROCEDURES": ("ROW_ID", "ICD9_CODE", "SHORT_TITLE", "LONG_TITLE"),
     "D_LABITEMS": ("ROW_ID", "ITEMID", "LABEL", "FLUID", "CATEGORY", "LOINC_CODE"),
     "D_ITEMS": ("ROW_ID", "ITEMID", "LABEL", "ABBREVIATION", "DBSOURCE", "LINKSTO", "CATEGORY", "UNITNAME",
                 "PARAM_TYPE", "CONCEPTID"),
@@ -53,7 +62,10 @@ _QUOTED = {
     "DRUG_TYPE", "DRUG", "DRUG_NAME_POE", "DRUG_NAME_GENERIC", "FORMULARY_DRUG_CD", "GSN", "NDC", "PROD_STRENGTH",
     "DOSE_VAL_RX", "DOSE_UNIT_RX", "FORM_VAL_DISP", "FORM_UNIT_DISP", "ROUTE", "CATEGORY", "DESCRIPTION", "ISERROR",
     "TEXT", "VALUE", "VALUEUOM", "FLAG", "RESULTSTATUS", "STOPPED", "LABEL", "FLUID", "LOINC_CODE", "ABBREVIATION",
-    "LINKSTO", "UNITNAME", "PARAM_TYPE",
+    "LINKSTO", "UNITNAME", "PARAM_TYPE", "EVENTTYPE", "PREV_CAREUNIT", "CURR_CAREUNIT", "PREV_SERVICE", "CURR_SERVICE",
+    "AMOUNTUOM", "RATEUOM", "ORDERCATEGORYNAME", "SECONDARYORDERCATEGORYNAME", "ORDERCOMPONENTTYPEDESCRIPTION",
+    "ORDERCATEGORYDESCRIPTION", "TOTALAMOUNTUOM", "STATUSDESCRIPTION", "COMMENTS_EDITEDBY", "COMMENTS_CANCELEDBY",
+    "LOCATION", "LOCATIONCATEGORY", "SHORT_TITLE", "LONG_TITLE",
 }
 _TS = "%Y-%m-%d %H:%M:%S"
 GZIP_LEVEL = 4      # deterministic at any fixed level; 4 trades ~10% size for ~2x speed over 6
@@ -196,33 +208,52 @@ def _pick(rng: np.random.Generator, n: int, probs: list[float]) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(probs), rng.random(n)), len(probs) - 1)
 
 
-def _care_unit(c: Cohort) -> np.ndarray:
+def care_unit(c: Cohort) -> np.ndarray:
+    """(V,) the ICU care unit of each admission's stays."""
     cardiac = c.present("ami") | c.present("chf_exac") | c.present("cardiogenic_shock")
     surg = c.present("hip_fx")
     return np.where(cardiac, "CCU", np.where(surg, "TSICU", "MICU"))
 
 
 def _icustays(c: Cohort) -> pl.DataFrame:
-    s = np.flatnonzero(c.icu)
-    unit = _care_unit(c)[s]
+    s, ids, t_in, t_out = c.stays()
+    unit = care_unit(c)[s]
     ward = np.select([unit == "CCU", unit == "TSICU"], [7, 14], 52)
-    los = (c.icu_out[s] - c.icu_in[s]).astype(np.float64) / 86400.0
+    los = (t_out - t_in).astype(np.float64) / 86400.0
     return pl.DataFrame({
         "ROW_ID": np.arange(1, len(s) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[s]], "HADM_ID": c.hadm_id[s],
-        "ICUSTAY_ID": c.icustay_id[s], "DBSOURCE": c.dbsource[c.v_patient[s]], "FIRST_CAREUNIT": unit,
-        "LAST_CAREUNIT": unit, "FIRST_WARDID": ward, "LAST_WARDID": ward, "INTIME": _dt(c.icu_in[s]),
-        "OUTTIME": _dt(c.icu_out[s]), "LOS": pl.Series([f"{x:.4f}" for x in los], dtype=pl.String),
+        "ICUSTAY_ID": ids, "DBSOURCE": c.dbsource[c.v_patient[s]], "FIRST_CAREUNIT": unit,
+        "LAST_CAREUNIT": unit, "FIRST_WARDID": ward, "LAST_WARDID": ward, "INTIME": _dt(t_in),
+        "OUTTIME": _dt(t_out), "LOS": pl.Series([f"{x:.4f}" for x in los], dtype=pl.String),
     })
 
 
-def _codes_table(c: Cohort, lists: list[list[str]]) -> pl.DataFrame:
+def mess(df: pl.DataFrame, rng: np.random.Generator, duplicate: float = 0.0,
+         nulls: dict[str, float] | None = None) -> pl.DataFrame:
+    """Real-world mess at stated rates: a share of rows written twice (right after the original,
+    as re-sent interface messages are) and optional columns left empty; ROW_ID renumbered."""
+    n = df.height
+    if nulls:
+        df = df.with_columns([
+            pl.when(pl.Series(rng.random(n) < p)).then(None).otherwise(pl.col(col)).alias(col)
+            for col, p in nulls.items()])
+    if duplicate:
+        reps = np.where(rng.random(n) < duplicate, 2, 1)
+        df = df.select(pl.all().gather(pl.Series(np.repeat(np.arange(n), reps))))
+    return df.with_columns(pl.Series("ROW_ID", np.arange(1, df.height + 1)))
+
+
+def _codes_table(c: Cohort, lists: list[list[str]], rng: np.random.Generator | None = None) -> pl.DataFrame:
+    """DIAGNOSES_ICD / PROCEDURES_ICD rows in SEQ_NUM order; with `rng`, a few rows written twice
+    and a few codes left empty (MIMIC-III has both)."""
     n = np.array([len(x) for x in lists])
     v = np.repeat(np.arange(c.n_visits), n)
     seq = np.arange(len(v)) - np.repeat(np.concatenate([[0], np.cumsum(n)[:-1]]), n) + 1
-    return pl.DataFrame({
+    df = pl.DataFrame({
         "ROW_ID": np.arange(1, len(v) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": c.hadm_id[v],
         "SEQ_NUM": seq, "ICD9_CODE": pl.Series([x for xs in lists for x in xs], dtype=pl.String),
     })
+    return df if rng is None else mess(df, rng, duplicate=0.003, nulls={"ICD9_CODE": 0.001})
 
 
 def _prescriptions(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
@@ -250,14 +281,16 @@ def _prescriptions(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
         alt[cat.DRUG_INDEX[key]] = j
     swap = (alt[od] >= 0) & (rng.random(len(od)) < 0.25)
     od = np.where(swap, alt[od], od)
-    # Rows per order: daily re-orders at MIMIC density (each row one day), else one row.
+    # Rows per order: daily re-orders at MIMIC density (each row one day); otherwise the order
+    # and its renewals and dose changes (~one every three days), each a row of its own.
     days = np.maximum(np.ceil(oe - os_).astype(np.int64), 1)
-    nrep = days if density.daily_reorders else np.ones_like(days)
+    nrep = days if density.daily_reorders else np.minimum(1 + rng.poisson(0.35 * days), days)
     rv = np.repeat(ov, nrep)
     rd = np.repeat(od, nrep)
     k = np.arange(len(rv)) - np.repeat(np.concatenate([[0], np.cumsum(nrep)[:-1]]), nrep)
-    start_d = np.repeat(os_, nrep) + k
-    end_d = np.where(np.repeat(nrep, nrep) > 1, start_d + 1, np.repeat(oe, nrep))
+    step = np.repeat(days / nrep, nrep)
+    start_d = np.repeat(os_, nrep) + k * step
+    end_d = np.where(k == np.repeat(nrep, nrep) - 1, np.repeat(oe, nrep), start_d + step)
     admit_day = c.admit[rv].astype("datetime64[D]")
     start = (admit_day + np.floor(start_d).astype("timedelta64[D]")).astype("datetime64[s]")
     end = (admit_day + np.floor(end_d).astype("timedelta64[D]")).astype("datetime64[s]")
@@ -282,11 +315,28 @@ def _prescriptions(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
         "FORM_UNIT_DISP": [d.form_unit for d in D], "ROUTE": [d.route for d in D],
     }, schema={k: pl.String for k in HEADERS["PRESCRIPTIONS"][6:]})
     strings = prod.select(pl.all().gather(pl.Series(rd)))
+    # Text doses as the pharmacy writes them: ranges for as-needed orders ("325-650"), thousands
+    # separators ("25,000"); MIMIC-III's DOSE_VAL_RX is a string column for this reason.
+    prn = np.array(["as needed" in d.freq for d in D])[rd] & (rng.random(len(rd)) < 0.5)
+    ranged = pl.Series([_dose_range(d.dose) for d in D], dtype=pl.String).gather(pl.Series(rd))
+    strings = strings.with_columns(
+        pl.when(pl.Series(prn)).then(ranged).otherwise(pl.col("DOSE_VAL_RX")).alias("DOSE_VAL_RX"))
+    strings = strings.with_columns(pl.col("DOSE_VAL_RX").str.replace(r"^(\d{2,3})(\d{3})$", "$1,$2"))
     ids = pl.DataFrame({
         "ROW_ID": np.arange(1, len(rv) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[rv]], "HADM_ID": c.hadm_id[rv],
         "ICUSTAY_ID": icu_id, "STARTDATE": _dt(start), "ENDDATE": _dt(end),
     })
-    return pl.concat([ids, strings], how="horizontal")
+    return mess(pl.concat([ids, strings], how="horizontal"), rng, duplicate=0.015,
+                nulls={"DRUG_NAME_POE": 0.2, "DRUG_NAME_GENERIC": 0.05, "GSN": 0.1, "FORM_VAL_DISP": 0.02,
+                       "ROUTE": 0.005, "PROD_STRENGTH": 0.01})
+
+
+def _dose_range(dose: str) -> str:
+    """'650' -> '325-650', '1' -> '1-2', '0.5' -> '0.5-1': the range of an as-needed order."""
+    x = float(dose)
+    lo, hi = (x / 2, x) if x >= 10 else (x, 2 * x)
+    fmt = lambda y: f"{y:g}"  # noqa: E731
+    return f"{fmt(lo)}-{fmt(hi)}"
 
 
 def _notes(c: Cohort, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -328,46 +378,116 @@ def _notes(c: Cohort, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _labevents(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
+    """LABEVENTS: the core items that follow the latent state (latent.simulate_labs) and the long
+    tail of lab_items.py, one stream sorted by patient, time and item; a few rows written twice."""
     L = simulate_labs(c, density, seed)
     v, li = L["visit"], L["lab"]
     t = c.admit[v] + (L["hours"] * 3600).astype(np.int64).astype("timedelta64[s]") // 60 * 60
-    order = np.lexsort((li, t, c.v_patient[v]))
-    v, li, t, val, inp = v[order], li[order], t[order], L["value"][order], L["inpatient"][order]
     labs = cat.LABS
     dec = np.array([x.decimals for x in labs])[li]
     low = np.array([x.low for x in labs])[li]
     high = np.array([x.high for x in labs])[li]
     units = pl.Series([x.unit for x in labs], dtype=pl.String)
-    value, num = _fmt_fixed(val, dec)
-    rounded = np.round(val * 10.0 ** dec) / 10.0 ** dec
-    flag = _nullable("abnormal", (rounded < low) | (rounded > high))
-    hadm = _nullable(c.hadm_id[v], inp)
-    return pl.DataFrame({
-        "ROW_ID": np.arange(1, len(v) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": hadm,
+    value, num = _fmt_fixed(L["value"], dec)
+    rounded = np.round(L["value"] * 10.0 ** dec) / 10.0 ** dec
+    core = pl.DataFrame({
+        "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": _nullable(c.hadm_id[v], L["inpatient"]),
         "ITEMID": np.array([x.itemid for x in labs])[li], "CHARTTIME": _dt(t), "VALUE": value,
         "VALUENUM": num, "VALUEUOM": units.gather(li),
-        "FLAG": flag,
+        "FLAG": _nullable("abnormal", (rounded < low) | (rounded > high)),
+    })
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1AB7]))
+    df = pl.concat([core, _tail_labevents(c, density, rng)]).sort("SUBJECT_ID", "CHARTTIME", "ITEMID",
+                                                                   maintain_order=True)
+    return mess(df.select(pl.lit(0).alias("ROW_ID"), pl.all()), rng, duplicate=0.003)
+
+
+def _tail_labevents(c: Cohort, density: Density, rng: np.random.Generator) -> pl.DataFrame:
+    """Rows of the long-tail lab items (lab_items.py), at each item's rate per admission scaled by
+    the stay's length; text results (urinalysis, smears, censored values) with VALUENUM empty."""
+    # Long-tail panels are ordered for a reason, not per day: a denser draw schedule does not add
+    # more of them (a sparser one, below "modest", does thin them).
+    scale = min(density.draws_per_day / Density.named("modest").draws_per_day, 1.0)
+    los_f = np.clip(c.los_hours() / 24.0 / 6.4, 0.3, 4.0) ** 0.7
+    los_h = c.los_hours()
+    num_parts, text_parts = [], []
+    for lab in EXTRA_LABS:
+        n = rng.poisson(lab.draws_per_admission * scale * los_f)
+        v = np.repeat(np.arange(c.n_visits), n)
+        if not len(v):
+            continue
+        hours = rng.uniform(0.1, np.maximum(los_h[v] - 0.1, 0.2))
+        text = rng.random(len(v)) < lab.text_p
+        if text.any():
+            p = np.array(lab.value_p) / sum(lab.value_p)
+            pick = np.minimum(np.searchsorted(np.cumsum(p), rng.random(int(text.sum()))), len(p) - 1)
+            text_parts.append((v[text], hours[text], lab.itemid, lab.unit, np.array(lab.values, dtype=object)[pick]))
+        if (~text).any():
+            x = np.maximum(lab.mean + lab.sd * rng.standard_normal(int((~text).sum())), lab.floor)
+            num_parts.append((v[~text], hours[~text], lab, x))
+    frames = []
+    if num_parts:
+        v = np.concatenate([q[0] for q in num_parts])
+        hours = np.concatenate([q[1] for q in num_parts])
+        x = np.concatenate([q[3] for q in num_parts])
+        k = np.concatenate([np.full(len(q[0]), j) for j, q in enumerate(num_parts)])
+        item_labs = [q[2] for q in num_parts]
+        dec = np.minimum(np.array([lab.decimals for lab in item_labs])[k], 2)
+        low = np.array([lab.low for lab in item_labs])[k]
+        high = np.array([lab.high for lab in item_labs])[k]
+        value, num = _fmt_fixed(x, dec)
+        rounded = np.round(x * 10.0 ** dec) / 10.0 ** dec
+        abnormal = np.where((low == 0) & (high == 0), rounded > 0, (rounded < low) | (rounded > high))
+        frames.append(_lab_frame(c, v, hours, np.array([lab.itemid for lab in item_labs])[k], value, num,
+                                 pl.Series([lab.unit for lab in item_labs], dtype=pl.String).gather(k),
+                                 _nullable("abnormal", abnormal)))
+    if text_parts:
+        v = np.concatenate([q[0] for q in text_parts])
+        k = np.concatenate([np.full(len(q[0]), j) for j, q in enumerate(text_parts)])
+        frames.append(_lab_frame(c, v, np.concatenate([q[1] for q in text_parts]),
+                                 np.array([q[2] for q in text_parts])[k],
+                                 pl.Series(np.concatenate([q[4] for q in text_parts]).tolist(), dtype=pl.String),
+                                 pl.Series([None] * len(v), dtype=pl.String),
+                                 pl.Series([q[3] for q in text_parts], dtype=pl.String).gather(k),
+                                 pl.Series([None] * len(v), dtype=pl.String)))
+    return pl.concat(frames)
+
+
+def _lab_frame(c: Cohort, v, hours, itemid, value, num, unit, flag) -> pl.DataFrame:
+    t = c.admit[v] + (hours * 3600).astype(np.int64).astype("timedelta64[s]") // 60 * 60
+    return pl.DataFrame({
+        "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": c.hadm_id[v], "ITEMID": itemid.astype(np.int64),
+        "CHARTTIME": _dt(t), "VALUE": value, "VALUENUM": num, "VALUEUOM": unit, "FLAG": flag,
     })
 
 
-def _chartevents(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
+def _chartevents(c: Cohort, density: Density, seed: int, peep: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Vital signs of every ICU stay, and PEEP set while ventilated (MetaVision, icu_events.py)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC4A7]))
     X = simulate_vitals(c, density, seed)
-    v, vi = X["visit"], X["vital"]
-    t = c.icu_in[v] + (X["hours"] * 3600).astype(np.int64).astype("timedelta64[s]") // 60 * 60
-    order = np.lexsort((vi, t, v))
-    v, vi, t, val = v[order], vi[order], t[order], X["value"][order]
-    mv = c.dbsource[c.v_patient[v]] == "metavision"
     vit = cat.VITALS
-    item = np.where(mv, np.array([x.metavision for x in vit])[vi], np.array([x.carevue for x in vit])[vi])
-    units = pl.Series([x.unit_cv for x in vit] + [x.unit_mv for x in vit], dtype=pl.String)
-    unit = units.gather(vi + len(vit) * mv)
-    dec = np.array([x.decimals for x in vit])[vi]
+    mv_x = c.dbsource[c.v_patient[X["visit"]]] == "metavision"
+    vi = X["vital"]
+    item = np.concatenate([np.where(mv_x, np.array([x.metavision for x in vit])[vi],
+                                    np.array([x.carevue for x in vit])[vi]),
+                           np.full(len(peep["visit"]), icu_events.PEEP)])
+    unit_names = [x.unit_cv for x in vit] + [x.unit_mv for x in vit] + ["cmH2O"]
+    unit_idx = np.concatenate([vi + len(vit) * mv_x, np.full(len(peep["visit"]), 2 * len(vit))])
+    dec = np.concatenate([np.array([x.decimals for x in vit])[vi], np.zeros(len(peep["visit"]), np.int64)])
+    v = np.concatenate([X["visit"], peep["visit"]])
+    stay_id = np.concatenate([X["icustay_id"], c.icustay_id[peep["visit"]]])
+    t_in = np.concatenate([X["icu_in"], c.icu_in[peep["visit"]]])
+    t = t_in + (np.concatenate([X["hours"], peep["hours"]]) * 3600).astype(np.int64).astype("timedelta64[s]") // 60 * 60
+    val = np.concatenate([X["value"], peep["value"]])
+    order = np.lexsort((item, t, v))
+    v, item, unit_idx, dec, stay_id, t, val = (a[order] for a in (v, item, unit_idx, dec, stay_id, t, val))
+    mv = c.dbsource[c.v_patient[v]] == "metavision"
+    unit = pl.Series(unit_names, dtype=pl.String).gather(unit_idx)
     value, num = _fmt_fixed(val, dec)
     store = t + (rng.integers(1, 60, len(v)) * 60).astype("timedelta64[s]")
     return pl.DataFrame({
         "ROW_ID": np.arange(1, len(v) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": c.hadm_id[v],
-        "ICUSTAY_ID": c.icustay_id[v], "ITEMID": item, "CHARTTIME": _dt(t), "STORETIME": _dt(store),
+        "ICUSTAY_ID": stay_id, "ITEMID": item, "CHARTTIME": _dt(t), "STORETIME": _dt(store),
         "CGID": 14000 + rng.integers(0, 800, len(v)), "VALUE": value, "VALUENUM": num,
         "VALUEUOM": unit,
         "WARNING": _nullable(np.zeros(len(v), np.int64), mv),
@@ -380,25 +500,29 @@ def _chartevents(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
 def _dictionaries() -> tuple[pl.DataFrame, pl.DataFrame]:
     labs = cat.LABS
     cat_of = {"critical": "Blood Gas"}
+    rows = [(x.itemid, x.label, "Blood", cat_of.get(x.panel, "Hematology" if x.key in (
+        "hemoglobin", "hematocrit", "platelets", "wbc", "inr", "ptt") else "Chemistry")) for x in labs]
+    rows += [(x.itemid, x.label, x.fluid, x.category) for x in EXTRA_LABS]
+    rows.sort()
     d_lab = pl.DataFrame({
-        "ROW_ID": np.arange(1, len(labs) + 1), "ITEMID": [x.itemid for x in labs], "LABEL": [x.label for x in labs],
-        "FLUID": ["Blood"] * len(labs),
-        "CATEGORY": [cat_of.get(x.panel, "Hematology" if x.key in ("hemoglobin", "hematocrit", "platelets", "wbc",
-                                                                    "inr", "ptt") else "Chemistry") for x in labs],
-        "LOINC_CODE": pl.Series([None] * len(labs), dtype=pl.String),
+        "ROW_ID": np.arange(1, len(rows) + 1), "ITEMID": [r[0] for r in rows], "LABEL": [r[1] for r in rows],
+        "FLUID": [r[2] for r in rows], "CATEGORY": [r[3] for r in rows],
+        "LOINC_CODE": pl.Series([None] * len(rows), dtype=pl.String),
     })
     names = {"hr": "Heart Rate", "sbp": "NBP [Systolic]", "mbp": "NBP Mean", "spo2": "SpO2",
              "rr": "Respiratory Rate", "temp": "Temperature F"}
     mv_names = {"hr": "Heart Rate", "sbp": "Non Invasive Blood Pressure systolic",
                 "mbp": "Non Invasive Blood Pressure mean", "spo2": "O2 saturation pulseoxymetry",
                 "rr": "Respiratory Rate", "temp": "Temperature Fahrenheit"}
-    rows = [(x.carevue, names[x.key], None, "carevue", None, None, None) for x in cat.VITALS]
-    rows += [(x.metavision, mv_names[x.key], x.key.upper(), "metavision", "Routine Vital Signs", x.unit_mv, "Numeric")
-             for x in cat.VITALS]
+    rows = [(x.carevue, names[x.key], None, "carevue", "chartevents", None, None, None) for x in cat.VITALS]
+    rows += [(x.metavision, mv_names[x.key], x.key.upper(), "metavision", "chartevents", "Routine Vital Signs",
+              x.unit_mv, "Numeric") for x in cat.VITALS]
+    rows += list(icu_events.ITEMS)
+    rows = [(r[0], r[1], r[2], r[3], r[5], r[6], r[7], r[4]) for r in rows]   # LINKSTO last, as below
     d_items = pl.DataFrame({
         "ROW_ID": np.arange(1, len(rows) + 1), "ITEMID": [r[0] for r in rows], "LABEL": [r[1] for r in rows],
         "ABBREVIATION": pl.Series([r[2] for r in rows], dtype=pl.String), "DBSOURCE": [r[3] for r in rows],
-        "LINKSTO": ["chartevents"] * len(rows), "CATEGORY": pl.Series([r[4] for r in rows], dtype=pl.String),
+        "LINKSTO": [r[7] for r in rows], "CATEGORY": pl.Series([r[4] for r in rows], dtype=pl.String),
         "UNITNAME": pl.Series([r[5] for r in rows], dtype=pl.String),
         "PARAM_TYPE": pl.Series([r[6] for r in rows], dtype=pl.String),
         "CONCEPTID": pl.Series([None] * len(rows), dtype=pl.Int64),
@@ -420,7 +544,7 @@ def write_mappings(out: Path) -> dict[str, int]:
     return {"ndc2rxnorm": len(mapped), "rxnorm2atc": len(mapped), "drug2atc": len(names)}
 
 
-def _ground_truth(c: Cohort) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _ground_truth(c: Cohort, vent: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame, pl.DataFrame]:
     V = c.n_visits
     parts = c.readmit_logit_parts
     visits = pl.DataFrame({
@@ -430,14 +554,14 @@ def _ground_truth(c: Cohort) -> tuple[pl.DataFrame, pl.DataFrame]:
         "recorded_icd9": pl.Series(c.dx_codes, dtype=pl.List(pl.String)),
         "true_atc": pl.Series([sorted({cat.DRUGS[i].atc for i, _, _ in o if cat.DRUGS[i].atc}) for o in c.orders],
                               dtype=pl.List(pl.String)),
-        "procedures_icd9": pl.Series([[cat.PROCEDURES[k][0] for k in x] for x in c.procedures],
-                                     dtype=pl.List(pl.String)),
+        "procedures_icd9": pl.Series(c.procedure_icd9(), dtype=pl.List(pl.String)),
         "acuity": c.acuity, "severity": c.severity.astype(np.int8), "age": c.age,
         "lives_alone": c.lives_alone[c.v_patient], "homeless": c.homeless[c.v_patient],
         "no_pcp": c.no_pcp[c.v_patient], "nonadherent": c.nonadherent, "frailty": c.z[c.v_patient, 3],
         "icu": c.icu, "ICUSTAY_ID": _nullable(c.icustay_id, c.icu),
         "p_shock": c.p_shock, "shock": c.shock, "shock_onset": _dt(c.shock_onset),
         "p_arf": c.p_arf, "arf": c.arf, "arf_onset": _dt(c.arf_onset),
+        "vent_start": _dt(vent[0]), "vent_end": _dt(vent[1]),
         "p_death": c.p_death, "died_in_hospital": c.died,
         "readmit_logit_code": parts["code"], "readmit_logit_note": parts["note"],
         "readmit_logit_shared": parts["shared"], "readmit_logit_hidden": parts["hidden"],
@@ -479,20 +603,29 @@ def write_mimic3(c: Cohort, out: Path, density: Density, seed: int, progress=Non
     put("PATIENTS", _patients(c, first_admit))
     put("ADMISSIONS", _admissions(c, rng), keep=True)
     put("ICUSTAYS", _icustays(c))
-    put("DIAGNOSES_ICD", _codes_table(c, c.dx_codes), keep=True)
-    put("PROCEDURES_ICD", _codes_table(c, [[cat.PROCEDURES[k][0] for k in x] for x in c.procedures]))
+    put("TRANSFERS", icu_events.transfers(c))
+    put("SERVICES", icu_events.services(c, rng))
+    put("DIAGNOSES_ICD", _codes_table(c, c.dx_codes, rng), keep=True)
+    put("PROCEDURES_ICD", _codes_table(c, c.procedure_icd9(), rng))
     put("PRESCRIPTIONS", _prescriptions(c, density, seed), keep=True)
     notes, ents = _notes(c, seed)
     put("NOTEEVENTS", notes, keep=True)
     put("LABEVENTS", _labevents(c, density, seed))
-    put("CHARTEVENTS", _chartevents(c, density, seed))
+    vent = icu_events.ventilation(c, seed)
+    put("CHARTEVENTS", _chartevents(c, density, seed, icu_events.peep_rows(c, vent, seed)))
+    put("OUTPUTEVENTS", icu_events.outputevents(c, seed))
+    put("INPUTEVENTS_MV", icu_events.inputevents_mv(c, vent, seed))
+    put("PROCEDUREEVENTS_MV", icu_events.procedureevents_mv(c, vent, seed))
+    d_icd_dx, d_icd_proc = icu_events.icd_dictionaries()
+    put("D_ICD_DIAGNOSES", d_icd_dx)
+    put("D_ICD_PROCEDURES", d_icd_proc)
     d_lab, d_items = _dictionaries()
     put("D_LABITEMS", d_lab)
     put("D_ITEMS", d_items)
     write_mappings(out / "mappings")
     gt = out / "ground_truth"
     gt.mkdir()
-    visits, patients = _ground_truth(c)
+    visits, patients = _ground_truth(c, vent)
     visits.write_parquet(gt / "visits.parquet", statistics=False)
     patients.write_parquet(gt / "patients.parquet", statistics=False)
     ents.write_parquet(gt / "entities.parquet", statistics=False)
