@@ -252,3 +252,32 @@ def test_complementarity_at_demo_size(tmp_path):
     assert max(comp["auroc_codes"], comp["auroc_note"], comp["auroc_both"]) < comp["auroc_oracle"], comp
     card = (out / "data_card.md").read_text()
     assert f"{comp['auroc_both']:.3f}" in card and "holds" in card
+
+
+def test_icu_event_tables_carry_the_criticality_truth(synth, tmp_path):
+    """The ICU event tables put the latent onsets where the criticality labels read them: the first
+    ventilation of a MetaVision stay (PROCEDUREEVENTS_MV 225792) is the saved `vent_start`, PEEP
+    is charted from it, and the first vasopressor (INPUTEVENTS_MV) starts at the saved shock onset."""
+    from medmm.data.schema import load_dataset
+    from medmm.data.sources import prepare
+    from medmm.tasks.criticality import onsets
+
+    prepare("mimic3", synth, tmp_path / "ds", mappings={"dir": synth / "mappings"}, progress=False)
+    ds = load_dataset(tmp_path / "ds")
+    got = (onsets(ds).join(ds.table("stays").select("stay_id", "in_time"), on="stay_id")
+           .rename({"ventilation_onset": "vent_h", "peep_onset": "peep_h", "shock_onset": "shock_h"}))
+    gt = pl.read_parquet(synth / "ground_truth" / "visits.parquet").filter(pl.col("ICUSTAY_ID").is_not_null())
+    pts = pl.read_parquet(synth / "ground_truth" / "patients.parquet").select("SUBJECT_ID", "dbsource")
+    gt = gt.join(pts, on="SUBJECT_ID").filter(pl.col("dbsource") == "metavision")
+    j = gt.join(got, left_on="ICUSTAY_ID", right_on="stay_id", how="inner")
+    assert j.height == gt.height > 0
+    hours = lambda col: ((pl.col(col) - pl.col("in_time")).dt.total_seconds() / 3600)  # noqa: E731
+    vent = j.filter(pl.col("vent_start").is_not_null())
+    assert vent.height > 0
+    assert (vent["vent_h"] - vent.select(hours("vent_start")).to_series()).abs().max() < 1e-6
+    assert (vent["peep_h"] >= vent["vent_h"]).all()
+    assert j.filter(pl.col("vent_start").is_null())["vent_h"].null_count() == j.filter(pl.col("vent_start").is_null()).height
+    shock = j.filter(pl.col("shock"))
+    assert shock.height > 0
+    assert (shock["shock_h"] - shock.select(hours("shock_onset")).to_series()).abs().max() < 1e-6
+    assert j.filter(~pl.col("shock"))["shock_h"].null_count() == j.filter(~pl.col("shock")).height
