@@ -86,7 +86,7 @@ def complementarity(diagnoses: pl.DataFrame, prescriptions: pl.DataFrame, notes:
     fast; the sample is drawn before the split, so the split is still by patient.
     """
     from scipy import sparse
-    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -119,6 +119,11 @@ def complementarity(diagnoses: pl.DataFrame, prescriptions: pl.DataFrame, notes:
     code_lists = df["code"].to_list()
     p_true, note_logit = df["p_readmit_30d"].to_numpy(), df["readmit_logit_note"].to_numpy()
 
+    # The notes are tokenised once (1-2 gram counts carry no label); each fold then builds its
+    # TF-IDF from its training rows only, as TfidfVectorizer(ngram_range=(1, 2), min_df=3,
+    # max_features=30000, sublinear_tf=True) fitted on them would: terms in >= 3 training notes,
+    # the 30,000 most frequent in training, idf from training.
+    counts = CountVectorizer(ngram_range=(1, 2)).fit_transform(docs).tocsc()
     scores: dict[str, list[float]] = {k: [] for k in ("codes", "note", "both", "oracle", "note_oracle")}
     for k in range(folds):
         te = fold == k
@@ -126,9 +131,14 @@ def complementarity(diagnoses: pl.DataFrame, prescriptions: pl.DataFrame, notes:
         cv = CountVectorizer(analyzer=lambda xs: xs, binary=True)
         Xc_tr = cv.fit_transform([c for c, t in zip(code_lists, te) if not t])
         Xc_te = cv.transform([c for c, t in zip(code_lists, te) if t])
-        tf = TfidfVectorizer(ngram_range=(1, 2), min_df=3, max_features=30000, sublinear_tf=True)
-        Xt_tr = tf.fit_transform([d for d, t in zip(docs, te) if not t])
-        Xt_te = tf.transform([d for d, t in zip(docs, te) if t])
+        train_counts = counts[~te]
+        df_ = np.asarray((train_counts > 0).sum(0)).ravel()
+        tf_sum = np.asarray(train_counts.sum(0)).ravel()
+        cols = np.flatnonzero(df_ >= 3)
+        cols = np.sort(cols[np.argsort(-tf_sum[cols], kind="stable")[:30000]])
+        tfidf = TfidfTransformer(sublinear_tf=True)
+        Xt_tr = tfidf.fit_transform(train_counts[:, cols].tocsr())
+        Xt_te = tfidf.transform(counts[te][:, cols].tocsr())
 
         def fit(Xtr, Xte, C):
             m = LogisticRegression(C=C, max_iter=3000)
