@@ -281,3 +281,15 @@ def test_icu_event_tables_carry_the_criticality_truth(synth, tmp_path):
     assert shock.height > 0
     assert (shock["shock_h"] - shock.select(hours("shock_onset")).to_series()).abs().max() < 1e-6
     assert j.filter(~pl.col("shock"))["shock_h"].null_count() == j.filter(~pl.col("shock")).height
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tiny_cohorts_write_and_prepare(n, tmp_path):
+    """A cohort too small to have a ventilated stay, a second ICU stay or any ICU stay at all still
+    writes every table (empty ones with their headers) and prepares."""
+    from medmm.data.sources import prepare
+
+    for seed in (0, 1, 2):
+        raw = generate(tmp_path / f"raw{seed}", n_patients=n, seed=seed)
+        prepare("mimic3", raw, tmp_path / f"ds{seed}", mappings={"dir": raw / "mappings"}, progress=False)
+        assert _read(raw, "PATIENTS").height == n

@@ -159,7 +159,7 @@ def outputevents(c: Cohort, seed: int) -> pl.DataFrame:
     dur = (t_out - t_in).astype(np.float64) / 3600.0
     n = np.maximum(1, (dur / 2.0).astype(np.int64))
     rv = np.repeat(np.arange(len(sv)), n)
-    k = np.arange(len(rv)) - np.repeat(np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+    k = np.arange(len(rv)) - np.repeat((np.cumsum(n) - n), n)
     t = t_in[rv] + _hours(k * 2.0 + rng.uniform(0.5, 1.5, len(rv)))
     v = sv[rv]
     after_arf = c.arf[v] & (t >= np.where(c.arf, c.arf_onset, c.disch)[v])
@@ -292,7 +292,7 @@ def peep_rows(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> dict
     dur = (ve[v] - vs[v]).astype(np.float64) / 3600.0
     n = np.maximum(1, (dur / 4.0).astype(np.int64))
     rv = np.repeat(v, n)
-    k = np.arange(len(rv)) - np.repeat(np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+    k = np.arange(len(rv)) - np.repeat((np.cumsum(n) - n), n)
     off = (vs[rv] - c.icu_in[rv]).astype(np.float64) / 3600.0
     hours = off + k * 4.0 + rng.uniform(0.0, 0.5, len(rv))
     value = np.clip(np.round(rng.normal(8, 3, len(rv))), 5, 20)

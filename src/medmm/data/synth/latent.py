@@ -721,7 +721,7 @@ def simulate_labs(c: Cohort, density: Density, seed: int) -> dict[str, np.ndarra
     n_draw = 1 + np.floor(los_h / 24.0 * density.draws_per_day + icu_h / 24.0 * density.icu_extra
                           + rng.random(c.n_visits)).astype(np.int64)
     dv = np.repeat(np.arange(c.n_visits), n_draw)                              # (D,)
-    first = np.concatenate([[0], np.cumsum(n_draw)[:-1]])
+    first = np.cumsum(n_draw) - n_draw
     k = np.arange(len(dv)) - np.repeat(first, n_draw)
     t = np.where(k == 0, rng.uniform(0.2, 2.0, len(dv)),
                  (k + rng.uniform(-0.3, 0.3, len(dv))) / n_draw[dv] * los_h[dv])
@@ -775,7 +775,7 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     n_t = np.maximum(1, np.floor(dur / density.chart_every_h).astype(np.int64))
     ss = np.repeat(np.arange(len(s_visit)), n_t)
     sv = s_visit[ss]
-    first = np.concatenate([[0], np.cumsum(n_t)[:-1]])
+    first = np.cumsum(n_t) - n_t
     k = np.arange(len(sv)) - np.repeat(first, n_t)
     t = np.round((k * density.chart_every_h + rng.uniform(0, 0.25, len(sv))) * 60) / 60
     Vn = len(cat.VITALS)

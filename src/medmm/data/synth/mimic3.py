@@ -248,7 +248,7 @@ def _codes_table(c: Cohort, lists: list[list[str]], rng: np.random.Generator | N
     and a few codes left empty (MIMIC-III has both)."""
     n = np.array([len(x) for x in lists])
     v = np.repeat(np.arange(c.n_visits), n)
-    seq = np.arange(len(v)) - np.repeat(np.concatenate([[0], np.cumsum(n)[:-1]]), n) + 1
+    seq = np.arange(len(v)) - np.repeat((np.cumsum(n) - n), n) + 1
     df = pl.DataFrame({
         "ROW_ID": np.arange(1, len(v) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": c.hadm_id[v],
         "SEQ_NUM": seq, "ICD9_CODE": pl.Series([x for xs in lists for x in xs], dtype=pl.String),
@@ -287,7 +287,7 @@ def _prescriptions(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
     nrep = days if density.daily_reorders else np.minimum(1 + rng.poisson(0.35 * days), days)
     rv = np.repeat(ov, nrep)
     rd = np.repeat(od, nrep)
-    k = np.arange(len(rv)) - np.repeat(np.concatenate([[0], np.cumsum(nrep)[:-1]]), nrep)
+    k = np.arange(len(rv)) - np.repeat((np.cumsum(nrep) - nrep), nrep)
     step = np.repeat(days / nrep, nrep)
     start_d = np.repeat(os_, nrep) + k * step
     end_d = np.where(k == np.repeat(nrep, nrep) - 1, np.repeat(oe, nrep), start_d + step)
