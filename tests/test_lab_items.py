@@ -1,7 +1,7 @@
 """Tests of the long-tail lab catalogue (medmm.data.synth.lab_items).
 
 The shared-data tests check every item against the real MIMIC-III demo dictionary and events
-(MEDMM_SHARED_DATA=/work/shared/data); the rest run anywhere.
+(MEDMM_SHARED_DATA, which .ci/run sets to ../shared/data); the rest run anywhere.
 """
 
 from __future__ import annotations
