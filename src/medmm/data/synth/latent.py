@@ -38,6 +38,7 @@ import numpy as np
 
 from medmm.data.synth import catalog as cat
 from medmm.data.synth import codeworld
+from medmm.ontology.icd9 import icd9_dx_category
 
 # Latent factor indices.
 F_CM, F_PULM, F_LIVER, F_FRAIL = range(4)
@@ -175,8 +176,8 @@ class Cohort:
                 for keys, tail in zip(self.procedures, self.proc_tail)]
 
     def stays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every ICU stay as (visit index, ICUSTAY_ID, in, out), first stays then second stays,
-        sorted by ICUSTAY_ID's visit and time."""
+        """Every ICU stay, second stays included, as (visit index, ICUSTAY_ID, in, out), sorted by
+        visit, then in-time."""
         s1, s2 = np.flatnonzero(self.icu), np.flatnonzero(self.icu2)
         v = np.concatenate([s1, s2])
         ids = np.concatenate([self.icustay_id[s1], self.icustay2_id[s2]])
@@ -441,10 +442,6 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
 # ----------------------------------------------------------------------------------------------
 
 
-def _category(code: str) -> str:
-    return code[:4] if code.startswith("E") else code[:3]
-
-
 def _specific_code(d: cat.Disease, sev: int, ckd_sev: int) -> str:
     if d.key == "htn" and ckd_sev:
         return "40391" if ckd_sev == 3 else "40390"          # hypertensive CKD replaces 401.9
@@ -479,10 +476,8 @@ def _draw_orders_and_codes(rng: np.random.Generator, c: Cohort) -> None:
     # drug's ATC group matches an axis of the admission's tail diagnoses (codeworld.DRUG_AXES).
     tail_idx = np.array(cat.TAIL_DRUGS)
     tail_w = np.array([cat.DRUGS[i].weight for i in tail_idx])
-    axis_names = list(codeworld.AXES)
-    match = np.array([[any(cat.DRUGS[i].atc.startswith(g) for g in codeworld.DRUG_AXES.get(a, ())) for i in tail_idx]
-                      for a in axis_names])
-    axis_of = {c_.code: axis_names.index(c_.axis) for c_ in codeworld.dx_categories()}
+    match = codeworld.drug_axis_match([cat.DRUGS[i].atc for i in tail_idx])
+    axis_of = codeworld.category_axis()
     n_tail = rng.poisson(np.exp(np.log(9.0) + 0.2 * np.clip(c.acuity, -2, 3)))
     for v in range(V):
         p = c.v_patient[v]
@@ -561,8 +556,8 @@ def _draw_orders_and_codes(rng: np.random.Generator, c: Cohort) -> None:
             if next(uv) < pr:
                 give(key, start=0.0, end=min(los, 1 + next(uv) * los))
         if n_tail[v]:
-            cats_v = {_category(x) for x in c.tail_codes[c.tail_ptr[p]:c.tail_ptr[p + 1]]}
-            cats_v |= {_category(x) for x in vt_codes[vt_ptr[v]:vt_ptr[v + 1]]}
+            cats_v = {icd9_dx_category(x) for x in c.tail_codes[c.tail_ptr[p]:c.tail_ptr[p + 1]]}
+            cats_v |= {icd9_dx_category(x) for x in vt_codes[vt_ptr[v]:vt_ptr[v + 1]]}
             axes = sorted({axis_of[k] for k in cats_v if k in axis_of})
             w = tail_w * (1.0 + 2.0 * match[axes].any(0)) if axes else tail_w
             cum = np.cumsum(w)

@@ -248,7 +248,7 @@ def _codes_table(c: Cohort, lists: list[list[str]], rng: np.random.Generator | N
     and a few codes left empty (MIMIC-III has both)."""
     n = np.array([len(x) for x in lists])
     v = np.repeat(np.arange(c.n_visits), n)
-    seq = np.arange(len(v)) - np.repeat((np.cumsum(n) - n), n) + 1
+    seq = np.arange(len(v)) - np.repeat(np.cumsum(n) - n, n) + 1
     df = pl.DataFrame({
         "ROW_ID": np.arange(1, len(v) + 1), "SUBJECT_ID": c.subject_id[c.v_patient[v]], "HADM_ID": c.hadm_id[v],
         "SEQ_NUM": seq, "ICD9_CODE": pl.Series([x for xs in lists for x in xs], dtype=pl.String),
@@ -287,7 +287,7 @@ def _prescriptions(c: Cohort, density: Density, seed: int) -> pl.DataFrame:
     nrep = days if density.daily_reorders else np.minimum(1 + rng.poisson(0.35 * days), days)
     rv = np.repeat(ov, nrep)
     rd = np.repeat(od, nrep)
-    k = np.arange(len(rv)) - np.repeat((np.cumsum(nrep) - nrep), nrep)
+    k = np.arange(len(rv)) - np.repeat(np.cumsum(nrep) - nrep, nrep)
     step = np.repeat(days / nrep, nrep)
     start_d = np.repeat(os_, nrep) + k * step
     end_d = np.where(k == np.repeat(nrep, nrep) - 1, np.repeat(oe, nrep), start_d + step)
@@ -335,8 +335,7 @@ def _dose_range(dose: str) -> str:
     """'650' -> '325-650', '1' -> '1-2', '0.5' -> '0.5-1': the range of an as-needed order."""
     x = float(dose)
     lo, hi = (x / 2, x) if x >= 10 else (x, 2 * x)
-    fmt = lambda y: f"{y:g}"  # noqa: E731
-    return f"{fmt(lo)}-{fmt(hi)}"
+    return f"{lo:g}-{hi:g}"
 
 
 def _notes(c: Cohort, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -517,14 +516,13 @@ def _dictionaries() -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = [(x.carevue, names[x.key], None, "carevue", "chartevents", None, None, None) for x in cat.VITALS]
     rows += [(x.metavision, mv_names[x.key], x.key.upper(), "metavision", "chartevents", "Routine Vital Signs",
               x.unit_mv, "Numeric") for x in cat.VITALS]
-    rows += list(icu_events.ITEMS)
-    rows = [(r[0], r[1], r[2], r[3], r[5], r[6], r[7], r[4]) for r in rows]   # LINKSTO last, as below
+    rows += list(icu_events.ITEMS)          # (ITEMID, LABEL, ABBREVIATION, DBSOURCE, LINKSTO, CATEGORY, UNITNAME, PARAM_TYPE)
     d_items = pl.DataFrame({
         "ROW_ID": np.arange(1, len(rows) + 1), "ITEMID": [r[0] for r in rows], "LABEL": [r[1] for r in rows],
         "ABBREVIATION": pl.Series([r[2] for r in rows], dtype=pl.String), "DBSOURCE": [r[3] for r in rows],
-        "LINKSTO": [r[7] for r in rows], "CATEGORY": pl.Series([r[4] for r in rows], dtype=pl.String),
-        "UNITNAME": pl.Series([r[5] for r in rows], dtype=pl.String),
-        "PARAM_TYPE": pl.Series([r[6] for r in rows], dtype=pl.String),
+        "LINKSTO": [r[4] for r in rows], "CATEGORY": pl.Series([r[5] for r in rows], dtype=pl.String),
+        "UNITNAME": pl.Series([r[6] for r in rows], dtype=pl.String),
+        "PARAM_TYPE": pl.Series([r[7] for r in rows], dtype=pl.String),
         "CONCEPTID": pl.Series([None] * len(rows), dtype=pl.Int64),
     })
     return d_lab, d_items
