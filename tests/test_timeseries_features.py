@@ -245,14 +245,15 @@ def test_categorical_time_values_one_hot(built, tmp_path, monkeypatch):
     ds, _, _ = built
     original = ts.long_format
 
-    def with_categories(dataset, stays, config):
+    def with_categories(dataset, stays, config, carry=()):
         ids = set(stays["stay_id"].to_list())
         extra = [(i, 3.5, 3, "chart:555", None, "A" if i % 2 else "B") for i in range(N) if i in ids]
         extra += [(TEST[0], 4.0, 4, "chart:555", None, "Z")] if TEST[0] in ids else []
         frame = pl.DataFrame(extra, orient="row", schema={"stay_id": pl.Int64, "t": pl.Float64, "bin": pl.Int32,
                                                           "variable": pl.String, "value": pl.Float64,
                                                           "category": pl.String})
-        return pl.concat([original(dataset, stays, config), frame.lazy()])
+        frame = frame.join(stays.select("stay_id", *carry), on="stay_id", how="left")
+        return pl.concat([original(dataset, stays, config, carry), frame.lazy()])
 
     monkeypatch.setattr(ts, "long_format", with_categories)
     f = build_timeseries_features(ds, tmp_path / "cat", TimeSeriesConfig(chunk_size=9))
@@ -273,3 +274,64 @@ def test_no_time_series_rows(built, tmp_path):
         empty(table).write_parquet(root / f"{table}.parquet")
     f = build_timeseries_features(CanonicalDataset(root), tmp_path / "f", TimeSeriesConfig(chunk_size=3))
     assert f.features.shape == (N, 48, 0) and f.static.shape[0] == N and f.meta["counts"]["rows_read"] == 0
+
+
+def _delta_by_loop(present_bins: set[int], B: int = 48) -> list[int]:
+    """FIDDLE's delta time, written as a loop: bins since the last measured bin, 0 before the first."""
+    out, last = [], None
+    for b in range(B):
+        if b in present_bins:
+            last = b
+        out.append(0 if last is None else b - last)
+    return out
+
+
+def test_time_since_last_measurement(built, tmp_path):
+    """Frequent variables (>= theta_freq rows per bin per training stay) get FIDDLE's delta time:
+    bins since the last measurement, 0 where measured and before the first; quintile edges over
+    every training stay's bins; one quintile one-hot per bin. Infrequent variables get none."""
+    ds, _, _ = built
+    cfg = TimeSeriesConfig(theta_freq=0.04, theta2=0.0)         # HR: ~2 rows per stay >= 0.04 x 48
+    f = build_timeseries_features(ds, tmp_path / "delta", cfg)
+    assert f.meta["frequent_variables"] == [f"chart:{HR}"]
+    assert not any(n.startswith((f"chart:{TWIN}:delta", f"lab:{LAB}:delta")) for n in f.feature_names)
+    present = {i: {2, 10} for i in range(N)}
+    present[A] |= {0, 1}
+    present[TEST[0]] |= {20}
+    deltas = {i: _delta_by_loop(p) for i, p in present.items()}
+    want = sorted(set(np.quantile([d for i in TRAIN for d in deltas[i]], [0.2, 0.4, 0.6, 0.8]).tolist()))
+    edges = f.meta["edges"][f"chart:{HR}:delta_time"]
+    assert np.allclose(edges, want)
+    names = [n for n in f.feature_names if n.startswith(f"chart:{HR}:delta_time:")]
+    assert names, "the delta-time quintiles were dropped"
+    for i in (A, TRAIN[3], TEST[0]):
+        x = np.asarray(f.features[f.index(i)])[:, [f.feature_names.index(n) for n in names]]
+        for b in range(48):
+            q = sum(deltas[i][b] > e for e in edges) + 1
+            name = f"chart:{HR}:delta_time:q{q}"
+            if name in names:                       # else an exact duplicate of an earlier feature
+                assert x[b, names.index(name)] == 1, (i, b, deltas[i][b])
+            assert x[b].sum() <= 1                  # one-hot
+    off = build_timeseries_features(ds, tmp_path / "off", TimeSeriesConfig(theta_freq=0.04, time_since_last=False))
+    assert off.meta["frequent_variables"] == [] and not any("delta_time" in n for n in off.feature_names)
+
+
+def test_a_chunk_read_in_pieces_gives_the_same_features(built, tmp_path):
+    """chunk_rows bounds the rows held at once: a chunk with more is read in stay ranges; the
+    features are byte-identical whatever the piece size."""
+    ds, f, _ = built
+    small = build_timeseries_features(ds, tmp_path / "pieces", TimeSeriesConfig(chunk_rows=9, edge_batch_values=5))
+    for name in ("features.npy", "static.npy", "stay_ids.npy", "feature_names.json"):
+        assert (small.path / name).read_bytes() == (f.path / name).read_bytes(), name
+    assert small.meta["edges"] == f.meta["edges"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_histogram_quantiles_equal_np_quantile(seed):
+    from medmm.tasks.timeseries import _histogram_quantiles
+
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 50, 48) * (rng.random(48) < 0.6)
+    counts[rng.integers(0, 48)] += 1
+    values = np.repeat(np.arange(48), counts)
+    assert np.allclose(_histogram_quantiles(counts), np.quantile(values, [0.2, 0.4, 0.6, 0.8]))
