@@ -167,7 +167,8 @@ def test_misspelt_model_in_lr_names_the_valid_models(tmp_path: Path) -> None:
 
 def test_selection_metric_task_and_metric_are_checked() -> None:
     with pytest.raises(ValueError, match=r"finetune\.selection_metric: unknown task 'readmision'; valid: readmission, "
-                                         r"medication, icd_coding, next_visit_dx \(did you mean 'readmission'\?\)"):
+                                         r"medication, icd_coding, next_visit_dx, arf, shock, mortality, "
+                                         r"icu_readmission \(did you mean 'readmission'\?\)"):
         exp(["finetune.selection_metric.readmision=auroc"])
     with pytest.raises(ValueError, match=r"finetune\.selection_metric\.medication: unknown validation metric of "
                                          r"medication 'gbert_pr_auc'; valid: .*gbert_prauc.* \(did you mean 'gbert_prauc'\?\)"):

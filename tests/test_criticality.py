@@ -14,8 +14,8 @@ import pytest
 
 from medmm.data.schema import SCHEMAS, CanonicalDataset, write_rows
 from medmm.data.sources import prepare
-from medmm.tasks.criticality import (CRITICALITY_TASKS, ARFTask, ICUReadmissionTask, MortalityTask, ShockTask,
-                                     counts_lines, criticality_counts, criticality_labels)
+from medmm.tasks.criticality import counts_lines, criticality_counts, criticality_labels, icu_stay_records
+from medmm.tasks.registry import task_class
 from medmm.tasks.icu_items import PEEP_ITEMS, VASOPRESSOR_ITEMS, VENTILATION_ITEMS
 
 T0 = datetime(2150, 1, 1, 0, 0)
@@ -172,15 +172,23 @@ def test_counts_and_tasks(timelines):
     assert c["tasks"]["mortality"]["cohort"] == 10 and c["tasks"]["mortality"]["positive"] == 1
     assert c["inputs"]["peep_rows"] == 2 and c["inputs"]["notes"] == []
     assert any("arf" in line for line in counts_lines(c))
-    for name, cls in CRITICALITY_TASKS.items():
+    records = icu_stay_records(ds)
+    assert records.height == 14 and records["stay_id"].is_sorted()
+    for name, outcome in (("arf", "arf"), ("shock", "shock"), ("mortality", "mortality"),
+                          ("icu_readmission", "readmission")):
+        cls = task_class(name)
         task = cls()
-        assert cls.__doc__ and task.task == name
-        s = task.build(ds)
-        assert s.height == c["tasks"][name]["cohort"] and int(s["label"].sum()) == c["tasks"][name]["positive"]
+        assert cls.__doc__ and task.outcome == outcome and cls.records == "icu_stays"
+        s, spec = task.samples(records)
+        assert s.height == c["tasks"][outcome]["cohort"] and int(s["label"].sum()) == c["tasks"][outcome]["positive"]
         assert set(s["split"]) <= {"train", "val", "test"} and s["split"].null_count() == 0
-    assert ARFTask(T=12).name == "arf_12h" and ShockTask().name == "shock_48h"
-    assert MortalityTask().name == "mortality_48h" and ICUReadmissionTask().name == "readmission_30d_icu_48h"
-    assert "onset_before_T" not in ARFTask().build(ds).columns
+        assert spec.kind == "binary" and spec.num_labels == 1
+        assert s.select("stay_id", "label").equals(
+            criticality_labels(ds, T=48).filter(pl.col(f"{outcome}_exclusion").is_null())
+            .select("stay_id", pl.col(f"{outcome}_label").alias("label")))
+    assert task_class("arf")(T=12).label_name == "arf_12h" and task_class("shock")().label_name == "shock_48h"
+    twelve, _ = task_class("arf")(T=12).samples(records)
+    assert twelve.height == criticality_counts(ds, T=12)["tasks"]["arf"]["cohort"]
 
 
 def test_peep_absence_is_said(timelines, tmp_path):

@@ -46,6 +46,25 @@ def _prepare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _features(a: argparse.Namespace) -> int:
+    from medmm.data.schema import load_dataset
+    from medmm.tasks.criticality import counts_lines, criticality_counts
+    from medmm.tasks.timeseries import TimeSeriesConfig, build_timeseries_features
+
+    ds = load_dataset(a.data)
+    cfg = TimeSeriesConfig(T=a.T, dt=a.dt, theta1=a.theta1, theta2=a.theta2, theta_freq=a.theta_freq,
+                           time_since_last=not a.no_time_since_last, split_seed=a.split_seed,
+                           chunk_size=a.chunk_size)
+    f = build_timeseries_features(ds, a.out, cfg, overwrite=a.overwrite, log=None if a.quiet else print)
+    c = f.meta["counts"]
+    print(f"time-series features: {f.path}: {c['stays']:,} stays x {f.features.shape[1]} bins x "
+          f"{c['time_features']:,} features ({c['variables_kept']:,} of {c['variables_seen']:,} variables, "
+          f"{c['frequent_variables']} frequent), {c['static_features']} static features")
+    for line in counts_lines(criticality_counts(ds, T=a.T)):
+        print(line)
+    return 0
+
+
 def _mapping_args(a: argparse.Namespace) -> dict[str, Path]:
     m = {}
     if a.mappings:
@@ -148,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_prepare)
+
+    s = sub.add_parser("features", help="FIDDLE time-series features of every ICU stay's first T hours (the ICU "
+                                        "tasks' input), and the ICU tasks' label counts at T")
+    s.add_argument("--data", required=True, help="a prepared dataset directory")
+    s.add_argument("--out", required=True, help="feature directory (finetune.timeseries of the ICU tasks)")
+    s.add_argument("--T", type=float, default=48.0, help="hours from ICU admission (MedCSP: 48)")
+    s.add_argument("--dt", type=float, default=1.0, help="bin width in hours")
+    s.add_argument("--theta1", type=float, default=0.05, help="drop variables in <= theta1 of training stays")
+    s.add_argument("--theta2", type=float, default=0.001, help="drop features non-zero in <= theta2 of them")
+    s.add_argument("--theta-freq", dest="theta_freq", type=float, default=1.0,
+                   help="frequent variables (time since last measurement): >= this many rows per bin per stay")
+    s.add_argument("--no-time-since-last", dest="no_time_since_last", action="store_true")
+    s.add_argument("--split-seed", dest="split_seed", type=int, default=0,
+                   help="the patient split whose training stays fit the features (the tasks' finetune.split_seed)")
+    s.add_argument("--chunk-size", dest="chunk_size", type=int, default=2000, help="stays per chunk")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_features)
 
     s = sub.add_parser("summary", help="print a prepared dataset's counts and manifest")
     s.add_argument("data")

@@ -11,8 +11,8 @@ intersection.
     note          input_ids, attention_mask                  a discharge summary's word pieces ([CLS] .. [SEP])
     dx_codes      code_ids, code_mask                        ICD-9 diagnosis codes of a visit
     med_codes     code_ids, code_mask                        ATC-3 medication classes of a visit
-    demographics  demographics, demographics_mask            age, sex, ... (MedCSP; not built yet)
-    timeseries    timeseries, timeseries_mask                48-hour ICU features (MedCSP; not built yet)
+    demographics  demographics, demographics_mask            a stay's static FIDDLE one-hots: age, sex, ... (B, F_s)
+    timeseries    timeseries, timeseries_mask                a stay's first T hours, FIDDLE one-hots (B, T/dt, F)
     report        report_ids, report_mask                    a radiology report's word pieces (MedCSP; not built yet)
     image         pixel_values, image_mask                   a chest X-ray (MedCSP; not built yet)
 
@@ -49,8 +49,8 @@ MODALITIES: dict[str, Modality] = {m.name: m for m in (
     Modality("note", ("input_ids", "attention_mask")),
     Modality("dx_codes", ("code_ids", "code_mask")),
     Modality("med_codes", ("code_ids", "code_mask")),
-    Modality("demographics", ("demographics", "demographics_mask"), built=False),
-    Modality("timeseries", ("timeseries", "timeseries_mask"), built=False),
+    Modality("demographics", ("demographics", "demographics_mask")),
+    Modality("timeseries", ("timeseries", "timeseries_mask")),
     Modality("report", ("report_ids", "report_mask"), built=False),
     Modality("image", ("pixel_values", "image_mask"), built=False),
 )}

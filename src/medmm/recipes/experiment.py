@@ -422,14 +422,17 @@ def run_medm_plm_experiment(data_dir: str | Path, out_dir: str | Path, assets: A
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
 
-    records = load_records(data_dir)
-    notes = NoteTokens.build(records, assets.tokenizer, ft.max_text_len)
+    kinds = list(dict.fromkeys(task_class(t).records for t in tasks))
+    records = {k: load_records(data_dir, k) for k in kinds}
+    # The notes of every visit: from the visit records when a task reads them (ICU stay records
+    # hold a subset of the same visits).
+    notes = NoteTokens.build(records.get("visits", records[kinds[0]]), assets.tokenizer, ft.max_text_len)
     timings["tokenise_s"] = round(time.perf_counter() - t0, 2)
-    _log(t0, f"{records.height} visits, {sum(1 for v in notes.ids.values() if v)} notes tokenised "
-             f"(max {ft.max_text_len} word pieces)")
+    _log(t0, ", ".join(f"{r.height} {k.replace('_', ' ')}" for k, r in records.items())
+             + f"; {sum(1 for v in notes.ids.values() if v)} notes tokenised (max {ft.max_text_len} word pieces)")
     task_data: dict[str, TaskData] = {}
     for t in tasks:
-        task_data[t] = prepare_task(t, records, assets, ft, notes)
+        task_data[t] = prepare_task(t, records[task_class(t).records], assets, ft, notes)
         n = {s: len(d) for s, d in task_data[t].splits.items()}
         _log(t0, f"task {t}: {n['train']}/{n['val']}/{n['test']} train/val/test samples, "
                  f"{task_data[t].spec.num_labels} label(s)")

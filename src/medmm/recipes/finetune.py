@@ -120,6 +120,8 @@ class FinetuneConfig:
     keep_checkpoints: bool = False
     num_threads: int | None = None  # torch intra-op threads during fine-tuning; null = torch's default.
     # On a machine shared with other jobs, 1 thread is several times faster than oversubscribing.
+    icu_prediction_hours: float = 48.0  # ICU tasks (arf, shock, mortality, icu_readmission): T (MedCSP: 48)
+    timeseries: str | None = None  # ICU tasks: a medmm.tasks.timeseries feature directory (same T, split)
 
     # Set by `resolved_train_config` for every run; a config that sets one is an error (medmm.config).
     __config_reserved__ = {
@@ -231,14 +233,15 @@ class TaskData:
         return out
 
 
-def load_records(data: str | Path | pl.DataFrame) -> pl.DataFrame:
-    """`visit_records` of a prepared dataset directory (or the records themselves)."""
+def load_records(data: str | Path | pl.DataFrame, kind: str = "visits") -> pl.DataFrame:
+    """The records of `kind` (`medmm.tasks.registry.RECORDS`: a task's `records`) of a prepared
+    dataset directory, or the records themselves."""
     if isinstance(data, pl.DataFrame):
         return data
     from medmm.data.schema import load_dataset
-    from medmm.tasks.visits import visit_records
+    from medmm.tasks.registry import record_builder
 
-    return visit_records(load_dataset(data))
+    return record_builder(kind)(load_dataset(data))
 
 
 def task_samples(task: str, records: pl.DataFrame, cfg: FinetuneConfig) -> tuple[pl.DataFrame, TaskSpec]:
@@ -327,7 +330,8 @@ def run_finetune(model_name: str, task: str | TaskData, data: str | Path | pl.Da
     out = Path(out_dir)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    td = task if isinstance(task, TaskData) else prepare_task(task, load_records(data), assets, cfg)
+    td = task if isinstance(task, TaskData) else prepare_task(task, load_records(data, task_class(task).records),
+                                                              assets, cfg)
     prev_threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

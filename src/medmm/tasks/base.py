@@ -3,10 +3,10 @@
 A task declares, as class attributes, its `name` (the registry key), its `title` in reports, its
 `kind` (binary or multi-label), the modalities its batches carry (`provides`, names of
 `medmm.modalities`), whether its samples carry the patient's earlier visits (`history`: the
-`hist_*` keys), the `FinetuneConfig` options it reads (`options`) and a definition of the metrics
-its report shows (`metric_definitions`). Its module docstring gives the label definition and the
-cohort. An instance, built from the fine-tuning config (`from_config`), turns the visit records
-(`medmm.tasks.visits.visit_records`) into
+`hist_*` keys), the records it starts from (`records`: one row per visit, or per ICU stay), the
+`FinetuneConfig` options it reads (`options`) and a definition of the metrics its report shows
+(`metric_definitions`). Its module docstring gives the label definition and the cohort. An instance, built from the fine-tuning config (`from_config`), turns its records
+(`medmm.tasks.visits.visit_records`, or `medmm.tasks.criticality.icu_stay_records`) into
 
     samples(records)  -> (samples frame with a `split` column from `medmm.tasks.splits`, TaskSpec)
     features(samples, records, spec, encode, notes) -> (per-sample feature lists, labels array)
@@ -40,6 +40,7 @@ class Task:
     kind: ClassVar[str]  # "binary" | "multilabel"
     provides: ClassVar[frozenset[str]]
     history: ClassVar[bool] = False
+    records: ClassVar[str] = "visits"  # what samples() reads: `medmm.tasks.registry.RECORDS`
     options: ClassVar[tuple[str, ...]] = ()  # FinetuneConfig fields read (a run depends on them)
     metric_definitions: ClassVar[dict[str, str]] = {}
     # Synthetic data: the column of the generator's ground_truth/visits.parquet (keyed by HADM_ID)

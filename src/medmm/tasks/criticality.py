@@ -36,23 +36,26 @@ patient's next hospital admission starts within 30 days of this admission's disc
 (`medmm.tasks.readmission.ReadmissionTask.label`), among the mortality cohort's stays whose
 patient survived the admission (else ``died_in_hospital``; a NEWBORN admission is ``newborn``).
 
-`criticality_labels` returns the per-stay frame; `criticality_counts` the per-task counts and
-what the dataset could show (PEEP needs chart events, which neither public demo has); each task
-is a small object (`ARFTask`, `ShockTask`, `MortalityTask`, `ICUReadmissionTask`) whose `build`
-returns the cohort's samples with a patient split (`medmm.tasks.splits.with_split`).
+`stay_outcomes` gives each stay's onsets and outcomes whatever T; `labels_at` the cohort and
+labels at T; `criticality_labels` both for a dataset; `criticality_counts` the per-task counts and
+what the dataset could show (PEEP needs chart events, which neither public demo has). The tasks
+of the registry (`medmm.tasks.registry`: ``arf``, ``shock``, ``mortality``, ``icu_readmission``,
+one file each) are `ICUTask`s over `icu_stay_records`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import polars as pl
 
 from medmm.data.schema import CanonicalDataset
+from medmm.tasks.base import Task, require_columns
 from medmm.tasks.icu_items import PEEP_ITEMS, VASOPRESSOR_ITEMS, VENTILATION_ITEMS
 from medmm.tasks.readmission import ReadmissionTask
+from medmm.tasks.spec import TaskSpec
 from medmm.tasks.splits import with_split
 
 TASKS = ("arf", "shock", "mortality", "readmission")
@@ -154,44 +157,51 @@ def _metavision_only(dataset: CanonicalDataset, metavision_only: bool | None) ->
     return dataset.manifest.source == "mimic3" if metavision_only is None else metavision_only
 
 
-def criticality_labels(dataset: CanonicalDataset, T: float = DEFAULT_T, metavision_only: bool | None = None,
-                       readmission_days: int = 30, log: Callable[[str], None] | None = None) -> pl.DataFrame:
-    """One row per ICU stay: ids, in_time, dbsource, age, ICU length of stay and death time (hours),
-    the onsets (hours from in_time), and for each task of `TASKS` ``{task}_label`` (bool; null when
-    excluded) and ``{task}_exclusion`` (the reason; null when in the cohort). Definitions: module
-    docstring. `metavision_only`: None = MIMIC-III datasets only. `log` is told what is absent.
-    """
+def stay_outcomes(dataset: CanonicalDataset, readmission_days: int = 30,
+                  log: Callable[[str], None] | None = None) -> pl.DataFrame:
+    """One row per ICU stay, whatever the prediction time: ids, in_time, dbsource, the dataset's
+    ``source``, age, ICU length of stay and death time (hours), died_in_hospital, admission_type,
+    the onsets (hours from in_time), ``readmitted`` (the next admission within
+    `readmission_days` of discharge; null for a visit the readmission label leaves out) and
+    ``readmission_days_to_next``. `log` is told what is absent."""
     if log is not None:
         for note in onset_inputs(dataset)["notes"]:
             log(f"criticality labels: {note}")
     stays = dataset.table("stays")
     visits = dataset.table("visits")
     patients = dataset.table("patients").select("patient_id", "birth_time")
+    readm = ReadmissionTask(window_days=readmission_days).label(visits).select(
+        "visit_id", pl.col("label").alias("readmitted"), pl.col("days_to_next").alias("readmission_days_to_next"))
     df = (stays.join(visits.select("visit_id", "death_time", "died_in_hospital", "admission_type"),
                      on="visit_id", how="left")
           .join(patients, on="patient_id", how="left")
-          .join(onsets(dataset), on="stay_id", how="left"))
-    df = df.with_columns(
+          .join(onsets(dataset), on="stay_id", how="left")
+          .join(readm, on="visit_id", how="left"))
+    return df.with_columns(
+        pl.lit(dataset.manifest.source).alias("source"),
         ((pl.col("in_time") - pl.col("birth_time")).dt.total_microseconds() / _YEAR_US).alias("age"),
         _hours("out_time").alias("los_hours"),
         _hours("death_time").alias("death_hours"),
-    )
-    mv = _metavision_only(dataset, metavision_only)
+    ).select("stay_id", "patient_id", "visit_id", "in_time", "dbsource", "source", "age", "los_hours",
+             "death_hours", "died_in_hospital", "admission_type", "peep_onset", "ventilation_onset", "arf_onset",
+             "shock_onset", "readmitted", "readmission_days_to_next").sort("stay_id")
+
+
+def labels_at(outcomes: pl.DataFrame, T: float = DEFAULT_T, metavision_only: bool | None = None) -> pl.DataFrame:
+    """`stay_outcomes` (or frames with its columns) plus, for each task of `TASKS`,
+    ``{task}_label`` (bool; null when excluded) and ``{task}_exclusion`` (the reason; null when in
+    the cohort) at prediction time `T`. `metavision_only`: None = when ``source`` is mimic3."""
+    if metavision_only is None:
+        metavision_only = outcomes.height > 0 and outcomes["source"][0] == "mimic3"
     rules: list[tuple[pl.Expr, str]] = []
-    if mv:
+    if metavision_only:
         rules += [(pl.col("dbsource").is_null(), "dbsource_unknown"),
                   (pl.col("dbsource") != "metavision", "not_metavision")]
     rules += [(pl.col("age").is_null(), "age_unknown"),
               (pl.col("age") < MIN_AGE, "age_under_18"),
               (pl.col("death_hours") < T, "died_before_T"),
               (pl.col("los_hours").is_null() | (pl.col("los_hours") < T), "icu_los_under_T")]
-    common = _first_reason(rules)
-    df = df.with_columns(common.alias("__common"))
-
-    readm = ReadmissionTask(window_days=readmission_days).label(visits).select(
-        "visit_id", pl.col("label").alias("__readm"), pl.col("days_to_next").alias("readmission_days_to_next"))
-    df = df.join(readm, on="visit_id", how="left")
-
+    df = outcomes.with_columns(_first_reason(rules).alias("__common"))
     cols = []
     for task in ONSET_TASKS:
         excl = pl.coalesce(pl.col("__common"),
@@ -203,15 +213,25 @@ def criticality_labels(dataset: CanonicalDataset, T: float = DEFAULT_T, metavisi
     cols += [pl.col("__common").alias("mortality_exclusion"), readm_excl.alias("readmission_exclusion")]
     df = df.with_columns(cols)
     label = {"arf": pl.col("arf_onset").is_not_null(), "shock": pl.col("shock_onset").is_not_null(),
-             "mortality": pl.col("died_in_hospital").fill_null(False), "readmission": pl.col("__readm")}
-    df = df.with_columns([pl.when(pl.col(f"{t}_exclusion").is_null()).then(label[t]).alias(f"{t}_label")
-                          for t in TASKS])
+             "mortality": pl.col("died_in_hospital").fill_null(False), "readmission": pl.col("readmitted")}
+    return df.with_columns([pl.when(pl.col(f"{t}_exclusion").is_null()).then(label[t]).alias(f"{t}_label")
+                            for t in TASKS]).drop("__common")
+
+
+def criticality_labels(dataset: CanonicalDataset, T: float = DEFAULT_T, metavision_only: bool | None = None,
+                       readmission_days: int = 30, log: Callable[[str], None] | None = None) -> pl.DataFrame:
+    """One row per ICU stay: ids, in_time, dbsource, age, ICU length of stay and death time (hours),
+    the onsets (hours from in_time), and for each task of `TASKS` ``{task}_label`` (bool; null when
+    excluded) and ``{task}_exclusion`` (the reason; null when in the cohort). Definitions: module
+    docstring. `metavision_only`: None = MIMIC-III datasets only. `log` is told what is absent.
+    """
+    df = labels_at(stay_outcomes(dataset, readmission_days, log), T, _metavision_only(dataset, metavision_only))
     return df.select(
         "stay_id", "patient_id", "visit_id", "in_time", "dbsource", "age", "los_hours", "death_hours",
         "peep_onset", "ventilation_onset", "arf_onset", "shock_onset",
         *[c for t in TASKS for c in (f"{t}_label", f"{t}_exclusion")],
         "readmission_days_to_next",
-    ).sort("stay_id")
+    )
 
 
 def _first_reason(rules: Sequence[tuple[pl.Expr, str]]) -> pl.Expr:
@@ -255,91 +275,95 @@ def counts_lines(counts: dict[str, Any]) -> list[str]:
 
 # ---- tasks ----------------------------------------------------------------------------------------
 
-@dataclass
-class CriticalityTask:
-    """A criticality task at prediction time `T`: `build(dataset)` -> the cohort's samples
-    (stay_id, patient_id, visit_id, in_time, label, onset / days_to_next, split)."""
+def icu_stay_records(ds: CanonicalDataset) -> pl.DataFrame:
+    """The records the ICU tasks start from: `stay_outcomes` (30-day readmission) with the stay's
+    admission's `medmm.tasks.visits.visit_records` columns (discharge summary ``text``, ``dx`` /
+    ``proc`` / ``med`` codes, admit / discharge times), one row per ICU stay, by stay_id."""
+    from medmm.tasks.visits import visit_records
 
-    T: float = DEFAULT_T
-    split_seed: int = 0
-    metavision_only: bool | None = None
-    task: ClassVar[str] = ""
+    visits = visit_records(ds).select("visit_id", "admit_time", "discharge_time", "text", "dx", "proc", "med")
+    return stay_outcomes(ds).join(visits, on="visit_id", how="left").sort("stay_id")
+
+
+class ICUTask(Task):
+    """An ICU task at prediction time T (`FinetuneConfig.icu_prediction_hours`, 48 by default):
+    the cohort and label of `labels_at` for `outcome`, one sample per ICU stay, split by patient.
+
+    Inputs: the stay's first T hours as FIDDLE features (`medmm.tasks.timeseries`, the directory
+    `FinetuneConfig.timeseries` names, built with the same T and split seed) -- ``timeseries`` (T/dt
+    x F one-hots) and ``demographics`` (its static features: age, sex, admission type, care unit,
+    hours from admission to ICU). Not the admission's codes or discharge summary: both are written
+    at discharge, after T, and a code such as 518.81 (acute respiratory failure) states the label.
+    """
+
+    kind = "binary"
+    records = "icu_stays"
+    provides = frozenset({"timeseries", "demographics"})
+    options = ("split_seed", "icu_prediction_hours", "timeseries")
+    outcome: ClassVar[str] = ""
+    metric_definitions = {
+        "auroc": "area under the ROC curve (ties count 1/2); the default model-selection metric (MedCSP Table 2).",
+        "auprc": "average precision, the step-wise area under the precision-recall curve (MedCSP Table 2's AUPRC).",
+        "f1": "F1 of the positive class at p >= 0.5.",
+        "accuracy": "fraction of stays classified correctly at p >= 0.5.",
+    }
+
+    def __init__(self, T: float = DEFAULT_T, split_seed: int = 0, timeseries: str | None = None,
+                 metavision_only: bool | None = None):
+        self.T, self.split_seed, self.timeseries = float(T), split_seed, timeseries
+        self.metavision_only = metavision_only
+        self._features: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ICUTask:
+        return cls(T=cfg.icu_prediction_hours, split_seed=cfg.split_seed, timeseries=cfg.timeseries)
 
     @property
-    def name(self) -> str:
-        return f"{self.task}_{self.T:g}h"
+    def label_name(self) -> str:
+        return f"{self.outcome}_{self.T:g}h"
 
-    def _labels(self, dataset: CanonicalDataset) -> pl.DataFrame:
-        return criticality_labels(dataset, T=self.T, metavision_only=self.metavision_only)
+    def samples(self, records: pl.DataFrame) -> tuple[pl.DataFrame, TaskSpec]:
+        require_columns(records, ("stay_id", "patient_id", "visit_id", "source", f"{self.outcome}_onset"
+                                  if self.outcome in ONSET_TASKS else "died_in_hospital"),
+                        f"{self.name} records (expected medmm.tasks.criticality.icu_stay_records)")
+        lab = labels_at(records, self.T, self.metavision_only)
+        df = (lab.filter(pl.col(f"{self.outcome}_exclusion").is_null())
+              .with_columns(pl.col(f"{self.outcome}_label").alias("label")))
+        return with_split(df, seed=self.split_seed).sort("stay_id"), self.spec([self.label_name])
 
-    def build(self, dataset: CanonicalDataset) -> pl.DataFrame:
-        lab = self._labels(dataset)
-        extra = [f"{self.task}_onset"] if self.task in ONSET_TASKS else (
-            ["readmission_days_to_next"] if self.task == "readmission" else [])
-        df = lab.filter(pl.col(f"{self.task}_exclusion").is_null()).select(
-            "stay_id", "patient_id", "visit_id", "in_time", pl.col(f"{self.task}_label").alias("label"), *extra)
-        return with_split(df, seed=self.split_seed)
+    def describe_samples(self) -> str:
+        return (f"{self.title} samples: ICU stays alive and in the ICU at {self.T:g} h (FIDDLE's cohort; "
+                "MetaVision stays for MIMIC-III), one per stay.")
 
+    def time_series(self) -> Any:
+        """The FIDDLE feature directory, opened once and checked against this task's T and split."""
+        if self._features is None:
+            from medmm.tasks.timeseries import TimeSeriesFeatures
 
-@dataclass
-class ARFTask(CriticalityTask):
-    """Acute respiratory failure after T hours in the ICU (FIDDLE "ARF"; MedCSP, T = 48).
+            if not self.timeseries:
+                raise ValueError(f"task {self.name!r} reads the first {self.T:g} h of each stay: set "
+                                 "finetune.timeseries to a directory of medmm.tasks.timeseries features")
+            f = TimeSeriesFeatures(self.timeseries)
+            if f.config.T != self.T:
+                raise ValueError(f"{f.path}: features of the first {f.config.T:g} h, but task {self.name!r} "
+                                 f"predicts at {self.T:g} h (finetune.icu_prediction_hours); they must agree")
+            if f.config.split_seed != self.split_seed:
+                raise ValueError(f"{f.path}: features fitted on the training stays of split seed "
+                                 f"{f.config.split_seed}, but the task splits with seed {self.split_seed}")
+            self._features = f
+        return self._features
 
-    Onset = the first PEEP set (chart 220339) or ventilation start (procedure 225792 / 225794).
-    Cohort: adult (MetaVision, for MIMIC-III) stays alive and in the ICU at T, without an onset
-    before T. Label 1 = an onset at or after T.
-    """
-
-    task: ClassVar[str] = "arf"
-
-
-@dataclass
-class ShockTask(CriticalityTask):
-    """Shock after T hours in the ICU (FIDDLE "Shock"; MedCSP, T = 48).
-
-    Onset = the first start of a vasopressor (input 221906, 221289, 221662, 222315, 221749; not
-    "Rewritten", amount > 0). Cohort as ARF. Label 1 = an onset at or after T.
-    """
-
-    task: ClassVar[str] = "shock"
-
-
-@dataclass
-class MortalityTask(CriticalityTask):
-    """In-hospital mortality, predicted at T hours (FIDDLE; MedCSP, T = 48).
-
-    Cohort: adult (MetaVision, for MIMIC-III) stays alive and in the ICU at T. Label 1 = the
-    patient died in that hospital admission (HOSPITAL_EXPIRE_FLAG).
-    """
-
-    task: ClassVar[str] = "mortality"
+    def features(self, samples: pl.DataFrame, records: pl.DataFrame, spec: TaskSpec, encode: Any,
+                 notes: Any) -> tuple[dict[str, list], np.ndarray]:
+        f = self.time_series()
+        missing = samples.filter(~pl.col("stay_id").is_in(f.stay_ids.tolist()))
+        if missing.height:
+            raise ValueError(f"{f.path}: no features for stay {missing['stay_id'][0]} ({missing.height} of the "
+                             f"{self.name} samples); build them from the same prepared dataset")
+        rows = [f.index(s) for s in samples["stay_id"].to_list()]
+        feats = {"timeseries": [f.features[i] for i in rows], "demographics": [f.static[i] for i in rows]}
+        return feats, samples["label"].cast(pl.Float32).to_numpy().astype(np.float32)
 
 
-@dataclass
-class ICUReadmissionTask(CriticalityTask):
-    """30-day readmission on the ICU cohort (MedCSP's readmission; MedM-PLM's label).
-
-    Cohort: the mortality cohort at T, less stays whose patient died in the admission. Label 1 =
-    the patient's next hospital admission starts within 30 days of this admission's discharge.
-    """
-
-    task: ClassVar[str] = "readmission"
-    window_days: int = 30
-
-    @property
-    def name(self) -> str:
-        return f"readmission_{self.window_days}d_icu_{self.T:g}h"
-
-    def _labels(self, dataset: CanonicalDataset) -> pl.DataFrame:
-        return criticality_labels(dataset, T=self.T, metavision_only=self.metavision_only,
-                                  readmission_days=self.window_days)
-
-
-# name -> task class
-CRITICALITY_TASKS: dict[str, type[CriticalityTask]] = {
-    "arf": ARFTask, "shock": ShockTask, "mortality": MortalityTask, "readmission": ICUReadmissionTask,
-}
-
-__all__ = ["TASKS", "COMMON_EXCLUSIONS", "onsets", "onset_inputs", "criticality_labels", "criticality_counts",
-           "counts_lines", "CriticalityTask", "ARFTask", "ShockTask", "MortalityTask", "ICUReadmissionTask",
-           "CRITICALITY_TASKS"]
+__all__ = ["TASKS", "COMMON_EXCLUSIONS", "onsets", "onset_inputs", "stay_outcomes", "labels_at",
+           "criticality_labels", "criticality_counts", "counts_lines", "icu_stay_records", "ICUTask"]

@@ -215,15 +215,18 @@ class Collator:
 
     reads: the modalities the model reads (`medmm.models.downstream.model_inputs`; names of
     `medmm.modalities`); the keys of the others are left out, so no tensor is built that nothing
-    reads. Notes are `note`; the one code sequence is built for `dx_codes` or `med_codes`.
+    reads. Notes are `note`; the one code sequence is built for `dx_codes` or `med_codes`; the
+    ICU tasks' `timeseries` and `demographics` are stacked from their memory-mapped rows.
     """
 
     def __init__(self, spec: TaskSpec, reads: Iterable[str] = frozenset(MODALITIES)):
         reads = check_modalities(reads, "Collator")
-        text, codes = "note" in reads, bool(reads & CODES)
-        if not (text or codes):
-            raise ValueError(f"Collator: a model must read notes, codes or both, not only {sorted(reads)}")
-        self.spec, self.text, self.codes = spec, text, codes
+        built = {m for m in reads if MODALITIES[m].built}
+        if not built:
+            raise ValueError(f"Collator: no modality that is collated yet among {sorted(reads)}; built: "
+                             f"{sorted(m for m, x in MODALITIES.items() if x.built)}")
+        self.spec, self.text, self.codes = spec, "note" in reads, bool(reads & CODES)
+        self.dense = [m for m in ("timeseries", "demographics") if m in reads]
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {}
@@ -242,6 +245,11 @@ class Collator:
                 batch["hist_code_ids"], vm = pad_3d([s["hist_code_ids"] for s in samples])  # (B, V, L_C)
                 batch["hist_code_mask"] = batch["hist_code_ids"] != 0
             batch["hist_visit_mask"] = vm  # (B, V)
+        for m in self.dense:                 # FIDDLE one-hots: (B, T/dt, F) and (B, F_s); every stay has them
+            if m in first:
+                key, mask = MODALITIES[m].keys
+                batch[key] = torch.from_numpy(np.stack([np.asarray(s[m]) for s in samples])).float()
+                batch[mask] = torch.ones(len(samples), dtype=torch.bool)
         if self.spec.kind == "binary":
             batch["labels"] = torch.tensor([float(s["labels"]) for s in samples], dtype=torch.float32)  # (B,)
         else:

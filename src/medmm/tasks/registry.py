@@ -20,8 +20,18 @@ TASKS: dict[str, str] = {
     "medication": "medmm.tasks.medication:MedicationRecommendation",
     "icd_coding": "medmm.tasks.icd_coding:ICDCoding",
     "next_visit_dx": "medmm.tasks.next_visit:NextVisitDiagnosis",
+    # MedCSP's ICU tasks: one sample per ICU stay
+    "arf": "medmm.tasks.arf:ARF",
+    "shock": "medmm.tasks.shock:Shock",
+    "mortality": "medmm.tasks.mortality:Mortality",
+    "icu_readmission": "medmm.tasks.icu_readmission:ICUReadmission",
 }
 TASK_NAMES = tuple(TASKS)
+# Task.records -> the builder of the records its samples come from (a prepared dataset -> frame)
+RECORDS: dict[str, str] = {
+    "visits": "medmm.tasks.visits:visit_records",
+    "icu_stays": "medmm.tasks.criticality:icu_stay_records",
+}
 
 
 def task_class(name: str) -> type[Task]:
@@ -32,9 +42,17 @@ def task_class(name: str) -> type[Task]:
     return getattr(importlib.import_module(module), cls)
 
 
+def record_builder(kind: str):
+    """The function that builds records of `kind` (a `Task.records` value) from a dataset."""
+    if kind not in RECORDS:
+        raise KeyError(f"unknown record kind {kind!r}; valid: {', '.join(RECORDS)}")
+    module, fn = RECORDS[kind].split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
 def build_task(name: str, cfg) -> Task:
     """Task `name` as the fine-tuning config `cfg` sets its options."""
     return task_class(name).from_config(cfg)
 
 
-__all__ = ["TASKS", "TASK_NAMES", "task_class", "build_task"]
+__all__ = ["TASKS", "TASK_NAMES", "RECORDS", "task_class", "record_builder", "build_task"]
