@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from medmm.data.synth.realism import (LABELS, MIMIC3_DEMO, MTSAMPLES_DISCHARGE, TARGETS, mimic3_stats,
@@ -192,6 +193,20 @@ def test_reference_values(shared_data: Path) -> None:
     assert got == pytest.approx(MIMIC3_DEMO, abs=1e-6)
     notes = mtsamples_note_stats(shared_data / "text" / "mtsamples.csv.gz")
     assert notes == pytest.approx(MTSAMPLES_DISCHARGE, abs=1e-6)
+
+
+def test_mimic4_reference_values(shared_data: Path) -> None:
+    """The same statistics on the MIMIC-IV demo: 275 admissions as `medmm prepare --source mimic4`
+    counts them, ICD-9 and ICD-10 codes apart (1,474 distinct diagnosis codes, none merged)."""
+    from medmm.data.synth.realism import MIMIC4_DEMO, mimic4_stats, realism_stats
+
+    got = mimic4_stats(shared_data / "mimic4-demo")
+    assert got.keys() == MIMIC4_DEMO.keys() == MIMIC3_DEMO.keys()
+    assert got == pytest.approx(MIMIC4_DEMO, abs=1e-6)
+    dx = pl.read_csv(shared_data / "mimic4-demo" / "hosp" / "diagnoses_icd.csv.gz", infer_schema=False)
+    assert got["dx_codes_distinct"] == dx.select("icd_version", "icd_code").n_unique()
+    with pytest.raises(ValueError, match="unknown layout 'mimic5'"):
+        realism_stats(shared_data / "mimic4-demo", "mimic5")
 
 
 def test_runs_on_synthetic(tmp_path: Path) -> None:

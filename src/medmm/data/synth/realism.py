@@ -5,7 +5,9 @@
     out_of_range(stats)                           # [] when every target is met
 
 `MIMIC3_DEMO` and `MTSAMPLES_DISCHARGE` hold what `mimic3_stats` and `mtsamples_note_stats` compute
-on the shared data (MIMIC-III Clinical Database Demo v1.4, MTSamples), so that the data card can
+on the shared data (MIMIC-III Clinical Database Demo v1.4, MTSamples), and `MIMIC4_DEMO` what the
+same code computes on the MIMIC-IV demo (`mimic4_stats`: the MIMIC-IV tables read as their MIMIC-III
+counterparts, `MIMIC4_TABLES`; diagnosis codes keyed by ICD version, categories within it), so that the data card can
 print real beside synthetic without the shared data at run time; tests/test_realism.py recomputes
 them. Every file is read with every column as String (the real files mix types within a column) and
 only the needed columns are parsed and cast.
@@ -101,11 +103,24 @@ def note_stats(texts: Sequence[str]) -> dict[str, float | int | None]:
     }
 
 
+# MIMIC-IV: where each MIMIC-III table the statistics read lives, and its columns' MIMIC-III names.
+MIMIC4_TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "ADMISSIONS": ("hosp/admissions", {}),
+    "DIAGNOSES_ICD": ("hosp/diagnoses_icd", {"ICD_CODE": "ICD9_CODE", "ICD_VERSION": "ICD_VERSION"}),
+    "PROCEDURES_ICD": ("hosp/procedures_icd", {"ICD_CODE": "ICD9_CODE", "ICD_VERSION": "ICD_VERSION"}),
+    "PRESCRIPTIONS": ("hosp/prescriptions", {}),
+    "LABEVENTS": ("hosp/labevents", {}),
+    "ICUSTAYS": ("icu/icustays", {}),
+    "NOTEEVENTS": ("note/discharge", {"NOTE_ID": "ROW_ID"}),
+}
+LAYOUTS = ("mimic3", "mimic4")
+
+
 def _table_path(root: Path, name: str) -> Path:
     for ext in (".csv.gz", ".csv"):
         if (root / f"{name}{ext}").is_file():
             return root / f"{name}{ext}"
-    raise FileNotFoundError(f"{root} has no {name}.csv.gz or {name}.csv (a raw MIMIC-III directory?)")
+    raise FileNotFoundError(f"{root} has no {name}.csv.gz or {name}.csv (a raw MIMIC directory?)")
 
 
 def _norm_col(name: str) -> str:
@@ -113,11 +128,16 @@ def _norm_col(name: str) -> str:
     return name.strip().strip('"').strip().upper()
 
 
-def _scan(root: Path, name: str, cols: Sequence[str]) -> pl.LazyFrame:
-    """The named columns of a raw table, all as String."""
+def _scan(root: Path, name: str, cols: Sequence[str], layout: str = "mimic3") -> pl.LazyFrame:
+    """The named columns (MIMIC-III names) of a raw table of `layout`, all as String."""
+    renames: dict[str, str] = {}
+    if layout == "mimic4":
+        name, renames = MIMIC4_TABLES[name]
     lf = pl.scan_csv(_table_path(root, name), infer_schema=False)
     names = lf.collect_schema().names()
-    lf = lf.rename({n: _norm_col(n) for n in names if _norm_col(n) != n})
+    lf = lf.rename({n: renames.get(_norm_col(n), _norm_col(n)) for n in names
+                    if renames.get(_norm_col(n), _norm_col(n)) != n})
+    names = [renames.get(_norm_col(n), _norm_col(n)) for n in names]
     missing = [c for c in cols if c not in {_norm_col(n) for n in names}]
     if missing:
         raise KeyError(f"{name}: no column(s) {missing}; found {names}")
@@ -139,8 +159,16 @@ def _median_per_admission(hadm: pl.DataFrame, ids: pl.Series) -> float | None:
     return out.select(pl.col("n").fill_null(0).median()).collect().item()
 
 
-def _discharge_notes(root: Path, n_notes: int) -> list[str]:
-    """TEXT of the first n_notes 'Discharge summary' notes of NOTEEVENTS in ROW_ID order."""
+def _discharge_notes(root: Path, n_notes: int, layout: str = "mimic3") -> list[str]:
+    """TEXT of the first n_notes 'Discharge summary' notes of NOTEEVENTS in ROW_ID order (MIMIC-IV:
+    note/discharge in note_id order; none when the note module is absent)."""
+    if layout == "mimic4":
+        try:
+            lf = _scan(root, "NOTEEVENTS", ["ROW_ID", "TEXT"], layout)
+        except FileNotFoundError:
+            return []
+        return (lf.select("ROW_ID", pl.col("TEXT").fill_null("")).sort("ROW_ID").head(n_notes)
+                .collect()["TEXT"].to_list())
     try:
         lf = _scan(root, "NOTEEVENTS", ["ROW_ID", "CATEGORY", "TEXT"])
     except KeyError:
@@ -159,32 +187,53 @@ def mimic3_stats(root: Path, n_notes: int = 100) -> dict[str, float | int | None
     Needs ADMISSIONS, DIAGNOSES_ICD, PROCEDURES_ICD, PRESCRIPTIONS, LABEVENTS, ICUSTAYS and
     NOTEEVENTS. Shares are fractions in [0, 1]; a share or ratio with an empty denominator is None.
     """
+    return realism_stats(root, "mimic3", n_notes)
+
+
+def mimic4_stats(root: Path, n_notes: int = 100) -> dict[str, float | int | None]:
+    """`mimic3_stats` of a raw MIMIC-IV release directory (hosp/, icu/, note/ when present): the
+    same code over the same tables (`MIMIC4_TABLES`); ICD-9 and ICD-10 codes counted apart."""
+    return realism_stats(root, "mimic4", n_notes)
+
+
+def realism_stats(root: Path, layout: str = "mimic3", n_notes: int = 100) -> dict[str, float | int | None]:
+    """The realism statistics of a raw directory of `layout` ("mimic3" or "mimic4")."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     root = Path(root)
-    adm = _scan(root, "ADMISSIONS", ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME",
-                                      "HOSPITAL_EXPIRE_FLAG"]).select(
+    m4 = layout == "mimic4"
+
+    def scan(name: str, cols: list[str]) -> pl.LazyFrame:
+        return _scan(root, name, cols, layout)
+
+    def icd(name: str) -> pl.DataFrame:
+        lf = scan(name, ["HADM_ID", "ICD9_CODE"] + (["ICD_VERSION"] if m4 else []))
+        return lf.select(pl.col("HADM_ID").cast(pl.Int64), "ICD9_CODE",
+                         (pl.col("ICD_VERSION") if m4 else pl.lit("9")).alias("VERSION")).collect()
+
+    adm = scan("ADMISSIONS", ["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME", "DEATHTIME",
+                              "HOSPITAL_EXPIRE_FLAG"]).select(
         pl.col("SUBJECT_ID", "HADM_ID").cast(pl.Int64),
         pl.col("ADMITTIME", "DISCHTIME").str.to_datetime(_TS),
         pl.col("DEATHTIME").is_null().alias("no_deathtime"),
         pl.col("HOSPITAL_EXPIRE_FLAG").cast(pl.Int64),
     ).collect()
     ids = adm["HADM_ID"].unique()
-    dx = _scan(root, "DIAGNOSES_ICD", ["HADM_ID", "ICD9_CODE"]).select(
-        pl.col("HADM_ID").cast(pl.Int64), "ICD9_CODE").collect()
-    px = _scan(root, "PROCEDURES_ICD", ["HADM_ID", "ICD9_CODE"]).select(
-        pl.col("HADM_ID").cast(pl.Int64), "ICD9_CODE").collect()
-    rx = _scan(root, "PRESCRIPTIONS", ["HADM_ID", "DRUG"]).select(
+    dx, px = icd("DIAGNOSES_ICD"), icd("PROCEDURES_ICD")
+    rx = scan("PRESCRIPTIONS", ["HADM_ID", "DRUG"]).select(
         pl.col("HADM_ID").cast(pl.Int64), pl.col("DRUG").str.to_lowercase()).collect()
     # LABEVENTS is the big one (~3 M rows at 2,000 synthetic patients): keep three narrow columns.
-    lab = _scan(root, "LABEVENTS", ["HADM_ID", "ITEMID", "VALUE", "VALUENUM"]).select(
+    lab = scan("LABEVENTS", ["HADM_ID", "ITEMID", "VALUE", "VALUENUM"]).select(
         pl.col("HADM_ID").cast(pl.Int64), pl.col("ITEMID").cast(pl.Int64),
         (_present("VALUE") & ~_present("VALUENUM")).alias("non_numeric"),
     ).collect()
-    icu = _scan(root, "ICUSTAYS", ["HADM_ID"]).select(pl.col("HADM_ID").cast(pl.Int64)).collect()
+    icu = scan("ICUSTAYS", ["HADM_ID"]).select(pl.col("HADM_ID").cast(pl.Int64)).collect()
 
     codes = dx.drop_nulls("ICD9_CODE")
-    per_code = codes.group_by("ICD9_CODE").agg(pl.col("HADM_ID").n_unique().alias("n_adm"))
-    category = (pl.when(pl.col("ICD9_CODE").str.starts_with("E")).then(pl.col("ICD9_CODE").str.slice(0, 4))
-                .otherwise(pl.col("ICD9_CODE").str.slice(0, 3)))
+    per_code = codes.group_by("VERSION", "ICD9_CODE").agg(pl.col("HADM_ID").n_unique().alias("n_adm"))
+    e_code = (pl.col("VERSION") == "9") & pl.col("ICD9_CODE").str.starts_with("E")
+    category = pl.col("VERSION") + ":" + (pl.when(e_code).then(pl.col("ICD9_CODE").str.slice(0, 4))
+                                          .otherwise(pl.col("ICD9_CODE").str.slice(0, 3)))
     by_cat = codes.group_by(category.alias("cat")).len().sort(["len", "cat"], descending=[True, False])
 
     icu_per = pl.DataFrame({"HADM_ID": ids}).join(icu.group_by("HADM_ID").len(), on="HADM_ID", how="left")
@@ -210,7 +259,7 @@ def mimic3_stats(root: Path, n_notes: int = 100) -> dict[str, float | int | None
         "labevents_per_admission_median": _median_per_admission(lab, ids),
         "drugs_distinct": rx["DRUG"].drop_nulls().n_unique(),
         "lab_items_distinct": lab["ITEMID"].drop_nulls().n_unique(),
-        "procedure_codes_distinct": px["ICD9_CODE"].drop_nulls().n_unique(),
+        "procedure_codes_distinct": px.drop_nulls("ICD9_CODE").select("VERSION", "ICD9_CODE").n_unique(),
         "icustays_per_admission": _share(icu.height, len(ids)),
         "admissions_multi_icu_share": _share((icu_per["len"].fill_null(0) >= 2).sum(), len(ids)),
         "admissions_per_patient": _share(adm.height, adm_per.height),
@@ -218,10 +267,12 @@ def mimic3_stats(root: Path, n_notes: int = 100) -> dict[str, float | int | None
         "readmission_30d_share": _share(readmit["readmit"].sum(), readmit.height),
         "lab_non_numeric_share": _share(lab["non_numeric"].sum(), lab.height),
         "lab_without_hadm_share": _share(lab["HADM_ID"].null_count(), lab.height),
-        "raw_tables": len({p.name.removesuffix(".gz").removesuffix(".csv") for p in root.iterdir()
-                           if p.is_file() and p.name.endswith((".csv.gz", ".csv"))}),
+        "raw_tables": sum(len({p.name.removesuffix(".gz").removesuffix(".csv") for p in d.iterdir()
+                               if p.is_file() and p.name.endswith((".csv.gz", ".csv"))})
+                          for d in ([root / m for m in ("hosp", "icu", "note") if (root / m).is_dir()] if m4
+                                    else [root])),
     }
-    stats.update(note_stats(_discharge_notes(root, n_notes)))
+    stats.update(note_stats(_discharge_notes(root, n_notes, layout)))
     return stats
 
 
@@ -261,6 +312,34 @@ MIMIC3_DEMO: dict[str, float | int | None] = {
     "lab_non_numeric_share": 0.118884,
     "lab_without_hadm_share": 0.187475,
     "raw_tables": 25,
+    "notes_measured": 0,
+    "note_words_median": None,
+    "note_vocabulary": None,
+    "note_header_orders": None,
+}
+# What mimic4_stats computes on the MIMIC-IV Clinical Database Demo as shared (hosp/ 22 + icu/ 8
+# tables; no note/ module, so no notes; ICD-9 and ICD-10 codes counted apart).
+MIMIC4_DEMO: dict[str, float | int | None] = {
+    "patients": 100,
+    "admissions": 275,
+    "dx_codes_distinct": 1474,
+    "dx_codes_one_admission_share": 0.54749,
+    "dx_top10_category_share": 0.153351,
+    "dx_per_admission_median": 14.0,
+    "procedures_per_admission_median": 1.0,
+    "prescriptions_per_admission_median": 48.0,
+    "labevents_per_admission_median": 163.0,
+    "drugs_distinct": 604,
+    "lab_items_distinct": 498,
+    "procedure_codes_distinct": 352,
+    "icustays_per_admission": 0.509091,
+    "admissions_multi_icu_share": 0.032727,
+    "admissions_per_patient": 2.75,
+    "patients_multi_admission_share": 0.48,
+    "readmission_30d_share": 0.203846,
+    "lab_non_numeric_share": 0.026855,
+    "lab_without_hadm_share": 0.263815,
+    "raw_tables": 30,
     "notes_measured": 0,
     "note_words_median": None,
     "note_vocabulary": None,
