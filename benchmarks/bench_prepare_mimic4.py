@@ -35,6 +35,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -190,7 +191,6 @@ def measure(raw: Path, work: Path, mappings: Path, n_rows: int, keep: bool) -> d
     r["features"] = run_child([sys.executable, __file__, "--features-child", str(data), str(feats)])
     r["load_after"] = os.getloadavg()[0]
     if not keep:
-        import shutil
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(feats, ignore_errors=True)
     return r

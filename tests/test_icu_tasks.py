@@ -49,7 +49,8 @@ def test_samples_features_and_batches(world, name):
     counts = criticality_counts(world["ds"], T=48)["tasks"][ICU_TASKS[name]]
     assert samples.height == counts["cohort"] > 0 and int(samples["label"].sum()) == counts["positive"]
     assert spec.kind == "binary" and spec.num_labels == 1
-    encode = lambda dx, med: [1] + [2] * len(dx) + [3] * len(med)  # noqa: E731  (the code tower's ids are not under test)
+    # the code tower's ids are not under test here
+    encode = lambda dx, med: [1] + [2] * len(dx) + [3] * len(med)  # noqa: E731
     notes = {v: [1, 5, 2] for v in world["records"]["visit_id"].to_list()}
     feats, labels = task.features(samples, world["records"], spec, encode, notes)
     f = world["feats"]

@@ -65,6 +65,11 @@ MIN_AGE = 18.0
 _HOUR_US = 3600e6
 _YEAR_US = 365.25 * 86400e6      # FIDDLE's age: seconds / 3600 / 24 / 365.25
 
+# The columns of `stay_outcomes`: what `labels_at` (and so every ICU task) reads.
+OUTCOME_COLUMNS = ("stay_id", "patient_id", "visit_id", "in_time", "dbsource", "source", "age", "los_hours",
+                   "death_hours", "died_in_hospital", "admission_type", "peep_onset", "ventilation_onset",
+                   "arf_onset", "shock_onset", "readmitted", "readmission_days_to_next")
+
 # Exclusion reasons, in the order they are tested.
 COMMON_EXCLUSIONS = ("dbsource_unknown", "not_metavision", "age_unknown", "age_under_18", "died_before_T",
                      "icu_los_under_T")
@@ -182,9 +187,7 @@ def stay_outcomes(dataset: CanonicalDataset, readmission_days: int = 30,
         ((pl.col("in_time") - pl.col("birth_time")).dt.total_microseconds() / _YEAR_US).alias("age"),
         _hours("out_time").alias("los_hours"),
         _hours("death_time").alias("death_hours"),
-    ).select("stay_id", "patient_id", "visit_id", "in_time", "dbsource", "source", "age", "los_hours",
-             "death_hours", "died_in_hospital", "admission_type", "peep_onset", "ventilation_onset", "arf_onset",
-             "shock_onset", "readmitted", "readmission_days_to_next").sort("stay_id")
+    ).select(OUTCOME_COLUMNS).sort("stay_id")
 
 
 def labels_at(outcomes: pl.DataFrame, T: float = DEFAULT_T, metavision_only: bool | None = None) -> pl.DataFrame:
@@ -323,9 +326,7 @@ class ICUTask(Task):
         return f"{self.outcome}_{self.T:g}h"
 
     def samples(self, records: pl.DataFrame) -> tuple[pl.DataFrame, TaskSpec]:
-        require_columns(records, ("stay_id", "patient_id", "visit_id", "source", f"{self.outcome}_onset"
-                                  if self.outcome in ONSET_TASKS else "died_in_hospital"),
-                        f"{self.name} records (expected medmm.tasks.criticality.icu_stay_records)")
+        require_columns(records, OUTCOME_COLUMNS, f"{self.name} records (expected icu_stay_records)")
         lab = labels_at(records, self.T, self.metavision_only)
         df = (lab.filter(pl.col(f"{self.outcome}_exclusion").is_null())
               .with_columns(pl.col(f"{self.outcome}_label").alias("label")))

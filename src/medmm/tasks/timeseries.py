@@ -168,7 +168,8 @@ def long_format(dataset: CanonicalDataset, stays: pl.DataFrame, config: TimeSeri
 def _binned(long: pl.DataFrame, config: TimeSeriesConfig, key: str = "variable"
             ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per (stay, bin, variable): the numeric statistics (null when no value) and the number of
-    rows ``n``; separately, the categories present. `key`: the variable column (names, or the builder's integer codes)."""
+    rows ``n``; separately, the categories present. `key`: the variable column (names, or the
+    builder's integer codes)."""
     # Sorted by time (then value, for ties) so that "last" is the latest value, deterministically
     # (where the nulls sort does not matter: "last" drops them, and nulls last sorts 3x slower).
     df = long.sort("stay_id", key, "t", "value")
@@ -208,24 +209,29 @@ class _Selector:
         self.nonzero = np.zeros(n_features, dtype=np.int64)
         self.fp = np.zeros((2, n_features), dtype=np.uint64)
 
-    def add(self, stay_pos: np.ndarray, row: np.ndarray, feat: np.ndarray) -> None:
-        """stay_pos: training-stay position per non-zero entry; row: its global training row
-        (stay position x bins + bin); feat: its feature index. Entries are unique."""
-        if feat.size == 0:
+    def add(self, nz: np.ndarray, train_mask: np.ndarray, train_pos: np.ndarray, n_bins: int) -> None:
+        """Count the training entries of `nz` ((3, n) pos / bin / feat, each entry once):
+        `train_mask` / `train_pos` say which stay positions are training stays and where."""
+        is_tr = train_mask[nz[0]]
+        if not is_tr.any():
             return
+        stay_pos, feat = train_pos[nz[0][is_tr]], nz[2][is_tr].astype(np.int64)
+        row = stay_pos * n_bins + nz[1][is_tr]                 # global training row: stay x bins + bin
         lo = int(stay_pos.min())
         seen = np.zeros((int(stay_pos.max()) - lo + 1, self.nonzero.size), dtype=bool)     # (stay, feature)
         seen[stay_pos - lo, feat] = True
         self.nonzero += seen.sum(axis=0)
-        # Per feature, the wrapping uint64 sum of its entries' weights, as two exact float64 bincounts
-        # of the 32-bit halves (a feature has < 2^21 entries per call, so each sum is < 2^53).
+        # Per feature, the wrapping uint64 sum of its entries' weights, as exact float64 bincounts of
+        # the 32-bit halves over pieces of < 2^21 entries (so that every partial sum is < 2^53).
+        step = 1 << 20
         with np.errstate(over="ignore"):
             for k, salt in enumerate((0x5EED, 0xC0FFEE)):
                 w = _fingerprint_weights(row, salt)
-                halves = [np.bincount(feat, weights=(h & np.uint64(0xFFFFFFFF)).astype(np.float64),
-                                      minlength=self.fp.shape[1]).astype(np.uint64)
-                          for h in (w, w >> np.uint64(32))]
-                self.fp[k] += halves[0] + (halves[1] << np.uint64(32))
+                for a in range(0, w.size, step):
+                    halves = [np.bincount(feat[a:a + step], weights=(h & np.uint64(0xFFFFFFFF)).astype(np.float64),
+                                          minlength=self.fp.shape[1]).astype(np.uint64)
+                              for h in (w[a:a + step], w[a:a + step] >> np.uint64(32))]
+                    self.fp[k] += halves[0] + (halves[1] << np.uint64(32))
 
     def keep(self, n_train: int, theta2: float) -> np.ndarray:
         """Indices kept: non-zero in > θ2 of training stays, first of each duplicate group."""
@@ -516,7 +522,9 @@ def build_timeseries_features(dataset: CanonicalDataset, out: str | Path, config
         # Pass 2: non-zero entries (stay, bin, feature) per unit, and per chunk the time since
         # last measurement of the frequent variables; θ2 counts on training stays.
         sel = _Selector(len(names))
-        freq_codes = np.sort(np.asarray([code_of[v] for v in frequent], dtype=np.int64))
+        freq_codes = np.asarray([code_of[v] for v in frequent], dtype=np.int64)
+        slot_of = np.full(len(code_of), -1, dtype=np.int64)             # code -> its slot in freq_codes
+        slot_of[freq_codes] = np.arange(freq_codes.size)
         for i, ch in enumerate(chunks):
             ids, first = ch["stay_id"].to_numpy(), i * cfg.chunk_size
             seen = np.zeros((ch.height, len(frequent), B), dtype=bool)
@@ -525,20 +533,16 @@ def build_timeseries_features(dataset: CanonicalDataset, out: str | Path, config
                 cat = pl.read_parquet(scratch / f"cat-{u.tag}.parquet")
                 nz = _nonzero(num, cat, cand, ids, first, cfg.statistics)
                 np.save(scratch / f"nz-{u.tag}.npy", nz)
-                is_tr = train_mask[nz[0]]
-                tp = train_pos[nz[0][is_tr]]
-                sel.add(tp, tp * B + nz[1][is_tr], nz[2][is_tr])
+                sel.add(nz, train_mask, train_pos, B)
                 if freq_codes.size:
-                    var = num["var"].to_numpy().astype(np.int64)
-                    slot = np.searchsorted(freq_codes, var)
-                    ok = (slot < freq_codes.size) & (freq_codes[np.minimum(slot, freq_codes.size - 1)] == var)
-                    seen[np.searchsorted(ids, num["stay_id"].to_numpy()[ok]), slot[ok], num["bin"].to_numpy()[ok]] = True
+                    slot = slot_of[num["var"].to_numpy()]
+                    ok = slot >= 0
+                    stay = np.searchsorted(ids, num["stay_id"].to_numpy()[ok])
+                    seen[stay, slot[ok], num["bin"].to_numpy()[ok]] = True
             if freq_codes.size:
                 nz = _delta_entries(seen, cand, freq_codes, first)
                 np.save(scratch / f"nz-{i:05d}-delta.npy", nz)
-                is_tr = train_mask[nz[0]]
-                tp = train_pos[nz[0][is_tr]]
-                sel.add(tp, tp * B + nz[1][is_tr], nz[2][is_tr])
+                sel.add(nz, train_mask, train_pos, B)
         keep = sel.keep(n_train, cfg.theta2)
         say(f"timeseries: pass 2, {keep.size} of {len(names)} features kept ({took()})")
         remap = np.full(len(names), -1, dtype=np.int64)

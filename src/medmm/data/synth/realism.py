@@ -134,13 +134,11 @@ def _scan(root: Path, name: str, cols: Sequence[str], layout: str = "mimic3") ->
     if layout == "mimic4":
         name, renames = MIMIC4_TABLES[name]
     lf = pl.scan_csv(_table_path(root, name), infer_schema=False)
-    names = lf.collect_schema().names()
-    lf = lf.rename({n: renames.get(_norm_col(n), _norm_col(n)) for n in names
-                    if renames.get(_norm_col(n), _norm_col(n)) != n})
-    names = [renames.get(_norm_col(n), _norm_col(n)) for n in names]
-    missing = [c for c in cols if c not in {_norm_col(n) for n in names}]
+    canonical = {n: renames.get(_norm_col(n), _norm_col(n)) for n in lf.collect_schema().names()}
+    lf = lf.rename({n: c for n, c in canonical.items() if c != n})
+    missing = [c for c in cols if c not in canonical.values()]
     if missing:
-        raise KeyError(f"{name}: no column(s) {missing}; found {names}")
+        raise KeyError(f"{name}: no column(s) {missing}; found {list(canonical)}")
     return lf.select(cols)
 
 
