@@ -161,6 +161,7 @@ class Cohort:
     dx_codes: list[list[str]] = field(default_factory=list)                     # recorded ICD-9, in order
     true_icd9: list[list[str]] = field(default_factory=list)                    # codes of what is present
     lab_params: dict[str, np.ndarray] = field(default_factory=dict)             # per-visit lab means
+    lung_injury: np.ndarray = field(default_factory=lambda: np.zeros(0))        # (V,) hidden (respiratory.py)
 
     @property
     def n_patients(self) -> int:
@@ -395,6 +396,7 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
     parts = {key: val[order] for key, val in parts.items()}
     v_index = v_index[order]
     V = len(order)
+    _early_deaths(np.random.default_rng(np.random.SeedSequence([seed, 0xDEAD])), g)
 
     def at(hours, mask):
         out = np.full(V, np.datetime64("NaT"), dtype="datetime64[s]")
@@ -434,7 +436,33 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
     )
     _draw_orders_and_codes(np.random.default_rng(np.random.SeedSequence([seed, 0xC0DE])), cohort)
     cohort.lab_params = _lab_params(np.random.default_rng(np.random.SeedSequence([seed, 0x1AB])), cohort)
+    cohort.lung_injury = _lung_injury(np.random.default_rng(np.random.SeedSequence([seed, 0x1A9])), cohort)
     return cohort
+
+
+def _early_deaths(rng: np.random.Generator, g: dict[str, np.ndarray]) -> None:
+    """Deaths in the first two days of the ICU stay (in place): some in-hospital deaths of ICU
+    admissions, likelier when sicker, happen 6-46 h after ICU admission; the stay and the
+    admission end then, and an ICU onset drawn later moves inside the shortened stay. Drawn
+    from its own stream after the visit rounds, so no other draw moves."""
+    n = len(g["died"])
+    early = g["died"] & g["icu"] & (rng.random(n) < 0.08 + 0.12 * (g["acuity"] > 1.0))
+    death_h = g["icu_start"] + rng.uniform(6.0, 46.0, n)
+    new_len = np.where(early, death_h - g["icu_start"], g["icu_len"])
+    for key, (a, b) in (("shock_h", (1.3, 2.2)), ("arf_h", (1.3, 2.0))):
+        late = early & (g[key] > death_h)
+        g[key] = np.where(late, g["icu_start"] + new_len * rng.beta(a, b, n), g[key])
+    g["icu_len"] = new_len
+    disch = g["admit"] + (np.round(death_h * 60) * 60).astype(np.int64).astype("timedelta64[s]")
+    g["disch"] = np.where(early, disch, g["disch"])
+
+
+def _lung_injury(rng: np.random.Generator, c: Cohort) -> np.ndarray:
+    """(V,) hidden lung-injury severity of each admission (`respiratory.py`), from its own random
+    stream so that the rest of the cohort does not move with this model."""
+    mean = (0.8 * c.present("pneumonia") + 0.6 * c.present("sepsis") + 0.5 * c.present("resp_failure")
+            + 0.3 * c.acuity)
+    return mean + rng.standard_normal(c.n_visits)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -762,7 +790,8 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     stay's start, value, and the stay's ICUSTAY_ID and start.
 
     Sepsis raises heart rate, respiratory rate and temperature; shock (after its onset) drops the
-    systolic and mean pressure and raises heart rate; respiratory failure lowers SpO2.
+    systolic and mean pressure and raises heart rate; respiratory failure lowers SpO2; the hidden
+    lung injury (`respiratory.py`) lowers SpO2 and raises the respiratory rate a little.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x517]))
     s_visit, s_id, s_in, s_out = c.stays()
@@ -785,6 +814,7 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     sd = np.array([x.sd for x in cat.VITALS])[rows_i]
     sepsis = c.present("sepsis")[v].astype(float)
     respf = c.present("resp_failure")[v].astype(float)
+    injury = np.maximum(c.lung_injury[v], 0.0) if len(c.lung_injury) else np.zeros(len(v))
     shock_x = ((c.shock_onset[v] - s_in[stay]).astype(np.float64) / 3600.0)
     after = np.where(c.shock[v], np.clip((th - np.nan_to_num(shock_x, nan=1e9)) / 4.0, 0, 1), 0.0)
     vi = cat.VITAL_INDEX
@@ -792,8 +822,8 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     eff += (rows_i == vi["hr"]) * (14 * sepsis + 25 * after + 8 * respf)
     eff += (rows_i == vi["sbp"]) * (-8 * sepsis - 38 * after)
     eff += (rows_i == vi["mbp"]) * (-6 * sepsis - 25 * after)
-    eff += (rows_i == vi["spo2"]) * (-4 * respf)
-    eff += (rows_i == vi["rr"]) * (4 * sepsis + 8 * respf)
+    eff += (rows_i == vi["spo2"]) * (-4 * respf - 0.8 * injury)
+    eff += (rows_i == vi["rr"]) * (4 * sepsis + 8 * respf + 1.2 * injury)
     eff += (rows_i == vi["temp"]) * (2.0 * sepsis)
     stay_off = rng.standard_normal((c.n_visits, Vn))[v, rows_i] * sd
     val = mean + eff + stay_off + rng.standard_normal(len(v)) * sd * 0.6

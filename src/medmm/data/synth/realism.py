@@ -426,10 +426,10 @@ def _in_range(value: float | int | None, rng: tuple[float | None, float | None])
 
 
 def render_table(synthetic: dict, real: dict = MIMIC3_DEMO, notes_real: dict = MTSAMPLES_DISCHARGE,
-                 targets: dict | None = None) -> str:
+                 targets: dict | None = None, real_name: str = "real MIMIC-III demo") -> str:
     """A Markdown table of real vs synthetic statistics (note rows, marked *, against MTSamples);
     with `targets`, two more columns: the acceptance range and whether the synthetic value is in it."""
-    head = ["statistic", "real MIMIC-III demo", "synthetic"] + (["target", "ok"] if targets else [])
+    head = ["statistic", real_name, "synthetic"] + (["target", "ok"] if targets else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for key, (label, kind) in LABELS.items():
         if key not in synthetic and key not in real:
