@@ -256,8 +256,9 @@ def test_complementarity_at_demo_size(tmp_path):
 
 def test_icu_event_tables_carry_the_criticality_truth(synth, tmp_path):
     """The ICU event tables put the latent onsets where the criticality labels read them: the first
-    ventilation of a MetaVision stay (PROCEDUREEVENTS_MV 225792) is the saved `vent_start`, PEEP
-    is charted from it, and the first vasopressor (INPUTEVENTS_MV) starts at the saved shock onset."""
+    ventilation of a MetaVision stay (PROCEDUREEVENTS_MV 225792 invasive, 225794 non-invasive) is
+    the first of the saved `vent_start` and `niv_start`, PEEP is charted from it, and the first
+    vasopressor (INPUTEVENTS_MV) starts at the saved shock onset."""
     from medmm.data.schema import load_dataset
     from medmm.data.sources import prepare
     from medmm.tasks.criticality import onsets
@@ -272,11 +273,13 @@ def test_icu_event_tables_carry_the_criticality_truth(synth, tmp_path):
     j = gt.join(got, left_on="ICUSTAY_ID", right_on="stay_id", how="inner")
     assert j.height == gt.height > 0
     hours = lambda col: ((pl.col(col) - pl.col("in_time")).dt.total_seconds() / 3600)  # noqa: E731
-    vent = j.filter(pl.col("vent_start").is_not_null())
-    assert vent.height > 0
-    assert (vent["vent_h"] - vent.select(hours("vent_start")).to_series()).abs().max() < 1e-6
+    j = j.with_columns(pl.min_horizontal("vent_start", "niv_start").alias("first_vent"))
+    vent = j.filter(pl.col("first_vent").is_not_null())
+    assert vent.height > 0 and vent["niv_start"].is_not_null().sum() > 0
+    assert (vent["vent_h"] - vent.select(hours("first_vent")).to_series()).abs().max() < 1e-6
     assert (vent["peep_h"] >= vent["vent_h"]).all()
-    assert j.filter(pl.col("vent_start").is_null())["vent_h"].null_count() == j.filter(pl.col("vent_start").is_null()).height
+    none = j.filter(pl.col("first_vent").is_null())
+    assert none["vent_h"].null_count() == none["peep_h"].null_count() == none.height
     shock = j.filter(pl.col("shock"))
     assert shock.height > 0
     assert (shock["shock_h"] - shock.select(hours("shock_onset")).to_series()).abs().max() < 1e-6

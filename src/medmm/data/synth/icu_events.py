@@ -7,13 +7,15 @@ Built from the latent `Cohort` like the core tables (`mimic3.py` writes them):
     OUTPUTEVENTS        urine output every ~2 h in the ICU; oliguria after an acute renal failure onset
     INPUTEVENTS_MV      (MetaVision stays) vasopressors from the shock onset, propofol while ventilated,
                         saline boluses, insulin for diabetics, potassium
-    PROCEDUREEVENTS_MV  (MetaVision stays) invasive ventilation, central and arterial lines
-    CHARTEVENTS rows    PEEP set every ~4 h while ventilated (returned for `mimic3.py` to add)
+    PROCEDUREEVENTS_MV  (MetaVision stays) invasive and non-invasive ventilation, central and arterial lines
+    CHARTEVENTS rows    PEEP set every ~4 h while ventilated, invasively or not (returned for the
+                        layout writers to add)
     D_ICD_DIAGNOSES / D_ICD_PROCEDURES  the CMS v32 titles (the source MIMIC-III used; not MIMIC data)
 
 Item ids are MIMIC-III's (`tasks/icu_items.py` holds the ones the criticality labels read). The
-ventilation start (`vent_start`) is the ground truth of acute respiratory failure by the FIDDLE
-definition (PEEP or ventilation), saved with the other visit truths.
+first of the ventilation start (`vent_start`) and the non-invasive ventilation start
+(`niv_start`, `respiratory.noninvasive`) is the ground truth of acute respiratory failure by the
+FIDDLE definition (PEEP or ventilation), saved with the other visit truths.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ ITEMS = (
      "Solution"),
     (225792, "Invasive Ventilation", "Invasive Ventilation", "metavision", "procedureevents_mv", "2-Ventilation",
      "None", "Process"),
+    (225794, "Non-invasive Ventilation", "Non-invasive Ventilation", "metavision", "procedureevents_mv",
+     "2-Ventilation", "None", "Process"),
     (224263, "Multi Lumen", "Multi Lumen", "metavision", "procedureevents_mv", "Access Lines - Invasive", "None",
      "Process"),
     (225752, "Arterial Line", "Arterial Line", "metavision", "procedureevents_mv", "Access Lines - Invasive", "None",
@@ -47,7 +51,7 @@ ITEMS = (
 )
 PEEP, VENT, NOREPI, VASO, PHENYL, PROPOFOL, SALINE, INSULIN, KCL = (220339, 225792, 221906, 222315, 221749,
                                                                      222168, 225158, 223258, 225166)
-MULTI_LUMEN, ART_LINE, URINE_CV, URINE_MV = 224263, 225752, 40055, 226559
+MULTI_LUMEN, ART_LINE, URINE_CV, URINE_MV, NIV = 224263, 225752, 40055, 226559, 225794
 
 
 def _dt(a: np.ndarray) -> pl.Series:
@@ -244,14 +248,18 @@ _ORDER_CAT = {NOREPI: "01-Drips", VASO: "01-Drips", PHENYL: "01-Drips", PROPOFOL
               SALINE: "03-IV Fluid Bolus", INSULIN: "06-Insulin (Non IV)", KCL: "02-Fluids (Crystalloids)"}
 
 
-def procedureevents_mv(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> pl.DataFrame:
-    """PROCEDUREEVENTS_MV rows of MetaVision first ICU stays: ventilation and lines (minutes)."""
+def procedureevents_mv(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int,
+                       niv: tuple[np.ndarray, np.ndarray] | None = None) -> pl.DataFrame:
+    """PROCEDUREEVENTS_MV rows of MetaVision first ICU stays: invasive and (`niv`, from
+    `respiratory.noninvasive`) non-invasive ventilation, and lines (minutes)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9E0C]))
     rows: list[tuple] = []        # (visit, item, start, end, location, location category, order category)
     vs, ve = vent
     for v in _mv_first_stays(c).tolist():
         if not np.isnat(vs[v]):
             rows.append((v, VENT, vs[v], ve[v], None, None, "Ventilation"))
+        if niv is not None and not np.isnat(niv[0][v]):
+            rows.append((v, NIV, niv[0][v], niv[1][v], None, None, "Ventilation"))
         procs = c.procedures[v]
         if "central_line" in procs:
             s = c.icu_in[v] + _hours(rng.uniform(0, 6))
@@ -296,6 +304,20 @@ def peep_rows(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> dict
     hours = off + k * 4.0 + rng.uniform(0.0, 0.5, len(rv))
     value = np.clip(np.round(rng.normal(8, 3, len(rv))), 5, 20)
     return dict(visit=rv, hours=hours, value=value)
+
+
+def niv_peep_rows(c: Cohort, niv: tuple[np.ndarray, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """PEEP (cmH2O) every ~4 h of non-invasive ventilation from its start, MetaVision stays:
+    visit, hours from ICU in, value (lower settings than invasive ventilation's)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x4E1F]))
+    ns, ne = niv
+    v = np.flatnonzero(~np.isnat(ns) & (c.dbsource[c.v_patient] == "metavision"))
+    n = np.maximum(1, ((ne[v] - ns[v]).astype(np.float64) / 3600.0 / 4.0).astype(np.int64))
+    rv = np.repeat(v, n)
+    k = np.arange(len(rv)) - np.repeat(np.cumsum(n) - n, n)
+    off = (ns[rv] - c.icu_in[rv]).astype(np.float64) / 3600.0
+    return dict(visit=rv, hours=off + k * 4.0 + rng.uniform(0.0, 0.5, len(rv)),
+                value=np.clip(np.round(rng.normal(6, 2, len(rv))), 4, 12))
 
 
 def icd_dictionaries() -> tuple[pl.DataFrame, pl.DataFrame]:

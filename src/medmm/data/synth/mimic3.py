@@ -25,6 +25,7 @@ from medmm.data.synth import icu_events
 from medmm.data.synth.lab_items import EXTRA_LABS
 from medmm.data.synth.latent import Cohort, Density, simulate_labs, simulate_vitals
 from medmm.data.synth.notes import discharge_summary
+from medmm.data.synth.respiratory import noninvasive, stay_truth
 
 HEADERS: dict[str, tuple[str, ...]] = {
     "PATIENTS": ("ROW_ID", "SUBJECT_ID", "GENDER", "DOB", "DOD", "DOD_HOSP", "DOD_SSN", "EXPIRE_FLAG"),
@@ -71,20 +72,26 @@ _TS = "%Y-%m-%d %H:%M:%S"
 GZIP_LEVEL = 4      # deterministic at any fixed level; 4 trades ~10% size for ~2x speed over 6
 
 
-def write_table(path: Path, name: str, df: pl.DataFrame, chunk_rows: int = 500_000) -> int:
-    """Write `df` (columns = HEADERS[name]) as a release-formatted, deterministic `.csv.gz`."""
-    cols = HEADERS[name]
+def write_table(path: Path, name: str, df: pl.DataFrame, chunk_rows: int = 500_000,
+                headers: dict[str, tuple[str, ...]] | None = None) -> int:
+    """Write `df` (columns = HEADERS[name]) as a release-formatted, deterministic `.csv.gz`.
+
+    headers: another release's headers (MIMIC-IV's, `mimic4.HEADERS`): then `name` is looked up
+    there and the file is written as MIMIC-IV releases are, header unquoted and a field quoted
+    only when it holds a comma, a quote or a line break."""
+    mimic3 = headers is None
+    cols = (HEADERS if mimic3 else headers)[name]
     if tuple(df.columns) != cols:
         raise ValueError(f"{name}: frame columns {df.columns} differ from the release header {cols}")
     exprs = []
     for col, dt in df.schema.items():
         e = pl.col(col)
-        if col in _QUOTED:
+        if mimic3 and col in _QUOTED:
             e = pl.lit('"') + e.cast(pl.String).str.replace_all('"', '""', literal=True) + pl.lit('"')
         elif dt == pl.Datetime:
             e = e.dt.strftime(_TS)
         exprs.append(e.alias(col))
-    header = (",".join(f'"{c}"' for c in cols) + "\n").encode()
+    header = (",".join(f'"{c}"' if mimic3 else c for c in cols) + "\n").encode()
     # Format chunk k+1 (polars, multi-threaded) while chunk k is compressed (zlib releases the
     # GIL): one gzip stream, written in order, so the bytes do not depend on the timing.
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
@@ -94,7 +101,7 @@ def write_table(path: Path, name: str, df: pl.DataFrame, chunk_rows: int = 500_0
         for start in range(0, df.height, chunk_rows):
             buf = io.BytesIO()
             df.slice(start, chunk_rows).select(exprs).write_csv(
-                buf, include_header=False, quote_style="never", null_value="")
+                buf, include_header=False, quote_style="never" if mimic3 else "necessary", null_value="")
             pending.result()
             pending = pool.submit(gz.write, buf.getvalue())
         pending.result()
@@ -542,7 +549,8 @@ def write_mappings(out: Path) -> dict[str, int]:
     return {"ndc2rxnorm": len(mapped), "rxnorm2atc": len(mapped), "drug2atc": len(names)}
 
 
-def _ground_truth(c: Cohort, vent: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _ground_truth(c: Cohort, vent: tuple[np.ndarray, np.ndarray],
+                  niv: tuple[np.ndarray, np.ndarray]) -> tuple[pl.DataFrame, pl.DataFrame]:
     V = c.n_visits
     parts = c.readmit_logit_parts
     visits = pl.DataFrame({
@@ -559,7 +567,8 @@ def _ground_truth(c: Cohort, vent: tuple[np.ndarray, np.ndarray]) -> tuple[pl.Da
         "icu": c.icu, "ICUSTAY_ID": _nullable(c.icustay_id, c.icu),
         "p_shock": c.p_shock, "shock": c.shock, "shock_onset": _dt(c.shock_onset),
         "p_arf": c.p_arf, "arf": c.arf, "arf_onset": _dt(c.arf_onset),
-        "vent_start": _dt(vent[0]), "vent_end": _dt(vent[1]),
+        "vent_start": _dt(vent[0]), "vent_end": _dt(vent[1]), "niv_start": _dt(niv[0]), "niv_end": _dt(niv[1]),
+        "lung_injury": c.lung_injury,
         "p_death": c.p_death, "died_in_hospital": c.died,
         "readmit_logit_code": parts["code"], "readmit_logit_note": parts["note"],
         "readmit_logit_shared": parts["shared"], "readmit_logit_hidden": parts["hidden"],
@@ -610,10 +619,12 @@ def write_mimic3(c: Cohort, out: Path, density: Density, seed: int, progress=Non
     put("NOTEEVENTS", notes, keep=True)
     put("LABEVENTS", _labevents(c, density, seed))
     vent = icu_events.ventilation(c, seed)
-    put("CHARTEVENTS", _chartevents(c, density, seed, icu_events.peep_rows(c, vent, seed)))
+    niv = noninvasive(c, vent, seed)
+    inv, non = icu_events.peep_rows(c, vent, seed), icu_events.niv_peep_rows(c, niv, seed)
+    put("CHARTEVENTS", _chartevents(c, density, seed, {k: np.concatenate([inv[k], non[k]]) for k in inv}))
     put("OUTPUTEVENTS", icu_events.outputevents(c, seed))
     put("INPUTEVENTS_MV", icu_events.inputevents_mv(c, vent, seed))
-    put("PROCEDUREEVENTS_MV", icu_events.procedureevents_mv(c, vent, seed))
+    put("PROCEDUREEVENTS_MV", icu_events.procedureevents_mv(c, vent, seed, niv=niv))
     d_icd_dx, d_icd_proc = icu_events.icd_dictionaries()
     put("D_ICD_DIAGNOSES", d_icd_dx)
     put("D_ICD_PROCEDURES", d_icd_proc)
@@ -623,10 +634,13 @@ def write_mimic3(c: Cohort, out: Path, density: Density, seed: int, progress=Non
     write_mappings(out / "mappings")
     gt = out / "ground_truth"
     gt.mkdir()
-    visits, patients = _ground_truth(c, vent)
+    visits, patients = _ground_truth(c, vent, niv)
     visits.write_parquet(gt / "visits.parquet", statistics=False)
     patients.write_parquet(gt / "patients.parquet", statistics=False)
     ents.write_parquet(gt / "entities.parquet", statistics=False)
+    # the true criticality probabilities per ICU stay; only MetaVision stays record the events
+    stay_truth(c, vent, niv, recorded=c.dbsource[c.v_patient] == "metavision").write_parquet(
+        gt / "stays.parquet", statistics=False)
     counts["entities"] = ents.height
     frames["visits_gt"] = visits
     frames["entities"] = ents
