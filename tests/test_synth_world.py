@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from medmm.data.synth import icu_events
-from medmm.data.synth.imaging import VISUAL, draw_imaging, imaging_only_cohort
+from medmm.data.synth.cxr import VISUAL
+from medmm.data.synth.imaging import draw_imaging, imaging_only_cohort
 from medmm.data.synth.latent import draw_cohort
 from medmm.data.synth.respiratory import noninvasive, stay_truth
 

@@ -21,7 +21,7 @@ def _synth(a: argparse.Namespace) -> int:
     except ValueError:
         pass
     out = generate(a.out, n_patients=a.patients, seed=a.seed, fmt=a.format, overwrite=a.overwrite,
-                   lab_density=density, progress=True)
+                   lab_density=density, progress=True, image_size=a.image_size, openi=a.openi)
     print(f"synthetic {a.format} dataset: {out}")
     return 0
 
@@ -139,12 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="generate a synthetic dataset in a raw MIMIC layout")
-    s.add_argument("--format", default="mimic3", choices=["mimic3"])
+    s.add_argument("--format", default="mimic3", choices=["mimic3", "mimic4", "mimic-cxr", "linked"],
+                   help="raw layout: mimic3, mimic4, mimic-cxr (MIMIC-CXR-JPG with reports), or linked "
+                        "(mimic4/ and mimic-cxr/ of the same patients)")
     s.add_argument("--patients", type=int, default=2000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.add_argument("--lab-density", default="modest",
                    help="'modest' (demo speed), 'mimic' (MIMIC-III row density) or lab rows per admission")
+    s.add_argument("--image-size", type=int, default=128, help="X-ray side in pixels, 64-224 (mimic-cxr, linked)")
+    s.add_argument("--openi", help="Open-I NLMCXR_reports.tgz: compare the synthetic reports with it in the data card")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_synth)
 

@@ -11,8 +11,16 @@ products and their ATC codes), `lab_items` (the long tail of MIMIC-III lab items
 `notes` (discharge summaries with entity spans). `realism` measures any MIMIC-III directory
 against the real demo's statistics.
 
-`generate` runs the three and writes `out/` atomically (nothing half-written). New layouts
-(MIMIC-IV, MIMIC-CXR) are new writers over the same Cohort.
+`generate` runs the three and writes `out/` atomically (nothing half-written). The MIMIC-IV and
+MIMIC-CXR-JPG layouts are writers over the same Cohort (`mimic4`, `mimic_cxr`), the imaging world
+(`imaging`: who has which studies, what each image shows; `cxr`: pixels, reports, labels) and the
+ICU course (`respiratory`: lung injury, non-invasive ventilation, the true criticality
+probabilities). Format "linked" writes both, from one latent world:
+
+    out/mimic4/        hosp/, icu/, note/, mappings/, ground_truth/   (`medmm prepare --source mimic4`)
+    out/mimic-cxr/     the MIMIC-CXR-JPG tables, files/, ground_truth/ (`--source mimic-cxr`)
+    out/ground_truth/  stays.parquet (true criticality probabilities per ICU stay), links.parquet
+    out/data_card.md, out/sample_images.png, out/synth.json
 """
 
 from __future__ import annotations
@@ -25,16 +33,21 @@ from pathlib import Path
 from medmm.data.io import atomic_dir
 
 GENERATOR_VERSION = "1.0"
-FORMATS = ("mimic3",)
+FORMATS = ("mimic3", "mimic4", "mimic-cxr", "linked")
+IMAGE_SIZES = (64, 224)       # the range of image sizes (pixels, square)
 
 
 def generate(out: str | Path, n_patients: int, seed: int, fmt: str = "mimic3", overwrite: bool = False,
-             lab_density: str | float = "modest", card: bool = True, progress: bool = False) -> Path:
+             lab_density: str | float = "modest", card: bool = True, progress: bool = False,
+             image_size: int = 128, openi: str | Path | None = None) -> Path:
     """Generate `n_patients` synthetic patients into `out` in raw layout `fmt`; return `out`.
 
     lab_density: "modest" (~350 LABEVENTS and ~50 PRESCRIPTIONS rows per admission, near the
     MIMIC-III demo's medians), "mimic" (~550 lab rows and daily prescription re-orders) or a
     positive multiplier of "modest" (see latent.Density).
+    image_size: side of the synthetic X-rays (64-224 px; formats mimic-cxr and linked).
+    openi: the Open-I report archive (NLMCXR_reports.tgz) to compare the synthetic reports with in
+    the data card (optional).
     Same arguments -> byte-identical files.
     """
     from medmm.data.synth import card as card_mod
@@ -46,6 +59,8 @@ def generate(out: str | Path, n_patients: int, seed: int, fmt: str = "mimic3", o
         raise ValueError(f"unknown synthetic format {fmt!r}; available: {', '.join(FORMATS)}")
     if not isinstance(n_patients, int) or n_patients < 1:
         raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
+    if not (isinstance(image_size, int) and IMAGE_SIZES[0] <= image_size <= IMAGE_SIZES[1]):
+        raise ValueError(f"image_size must be an integer in {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]}, got {image_size!r}")
     density = Density.named(lab_density)
     out = Path(out)
     t0 = time.perf_counter()
@@ -54,6 +69,11 @@ def generate(out: str | Path, n_patients: int, seed: int, fmt: str = "mimic3", o
     with atomic_dir(out, overwrite=overwrite) as tmp:
         cohort = draw_cohort(n_patients, seed)
         say(f"latent cohort: {cohort.n_patients:,} patients, {cohort.n_visits:,} admissions")
+        if fmt != "mimic3":
+            from medmm.data.synth.world import write_world
+            write_world(cohort, tmp, fmt, density, seed, lab_density=lab_density, image_size=image_size,
+                        card=card, openi=openi, say=say)
+            return out
         frames = write_mimic3(cohort, tmp, density, seed, progress=say)
         counts = dict(zip(frames["_counts"]["table"].to_list(), frames["_counts"]["rows"].to_list()))
         meta = {"generator": "medmm synth", "generator_version": GENERATOR_VERSION, "format": fmt, "seed": seed,

@@ -263,6 +263,8 @@ def procedureevents_mv(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int
         procs = c.procedures[v]
         if "central_line" in procs:
             s = c.icu_in[v] + _hours(rng.uniform(0, 6))
+            if c.shock[v]:          # placed for the vasopressors: at the shock onset, not before
+                s = max(c.shock_onset[v] - _hours(rng.uniform(0, 1)), c.icu_in[v])
             rows.append((v, MULTI_LUMEN, s, c.icu_out[v], rng.choice(["Right IJ", "Left Subclavian", "Right Femoral"]),
                          "Invasive Venous", "Invasive Lines"))
         if "art_line" in procs:

@@ -20,7 +20,7 @@ in hospital, half as strong for 10 days after discharge; chronic ones always):
 
     ctr (cardiothoracic ratio)   0.45 + patient anatomy + 0.04 x heart-failure severity (chf
                                  severity 1-3; also in the EHR codes, drugs, notes) + 0.03 CHF flare
-    edema                        CHF flare, severe heart failure, shock in the ICU
+    edema                        CHF flare, severe heart failure, shock in the ICU (after its onset)
     effusion (right, left)       CHF flare and severity, cirrhosis, pneumonia, lung cancer
     consolidation (lobe)         pneumonia
     diffuse opacity              the hidden lung injury while in the ICU (`respiratory.py`): the
@@ -28,7 +28,9 @@ in hospital, half as strong for 10 days after discharge; chronic ones always):
     atelectasis, pneumothorax,   mostly random: visible in images only (a pneumothorax is
     fracture, nodule             likelier after a central line; lung cancer gives a nodule)
     devices                      ETT (+ NG tube) while ventilated, CVC after a central line,
-                                 pacemaker (some atrial fibrillation / severe heart failure patients)
+                                 pacemaker (some atrial fibrillation / severe heart failure patients); nothing
+                                 shows an ICU event before it happens (the line of a shock
+                                 patient is placed at the shock onset)
 
 `draw_imaging` returns studies (one row each, with the true admission it belongs to and its
 distance in days from the patient's nearest admission) and images (one row each, with the
@@ -43,12 +45,10 @@ import numpy as np
 import polars as pl
 
 from medmm.data.synth import catalog as cat
+from medmm.data.synth.cxr import DEVICE_CVC, DEVICE_ETT, DEVICE_NG, DEVICE_PACER, VISUAL
 from medmm.data.synth.latent import Cohort, draw_cohort
 
 IMAGING_ONLY_SHARE = 0.30
-VISUAL = ("ctr", "edema", "effusion_l", "effusion_r", "consolidation", "consolidation_lobe", "diffuse_opacity",
-          "atelectasis", "pneumothorax", "nodule", "fracture", "devices")
-DEVICE_ETT, DEVICE_CVC, DEVICE_NG, DEVICE_PACER = 1, 2, 4, 8
 _H = np.timedelta64(3600, "s")
 
 
@@ -139,7 +139,8 @@ def _findings(c: Cohort, visit: np.ndarray, t: np.ndarray, inside: np.ndarray, v
     hf = sev("chf")
     flare = A("chf_exac")
     ctr = patient_traits["ctr"][p] + 0.04 * hf + 0.03 * flare + rng.normal(0, 0.008, S)
-    edema = 0.6 * flare * rng.uniform(0.6, 1.2, S) + 0.12 * (hf == 3) + 0.25 * (in_icu & c.shock[visit])
+    after_shock = in_icu & c.shock[visit] & (t >= np.where(c.shock[visit], c.shock_onset[visit], t))
+    edema = 0.6 * flare * rng.uniform(0.6, 1.2, S) + 0.12 * (hf == 3) + 0.25 * after_shock
     edema = np.where(edema > 0, edema + rng.normal(0, 0.03, S), 0.0)
     pneu = A("pneumonia")
     base_eff = 0.35 * flare + 0.08 * hf + 0.1 * sev("cirrhosis") + 0.3 * pneu + 0.25 * ch("lung_ca")
@@ -148,11 +149,11 @@ def _findings(c: Cohort, visit: np.ndarray, t: np.ndarray, inside: np.ndarray, v
     stray = rng.random(S) < 0.03
     consol = np.where(pneu > 0, pneu * rng.uniform(0.45, 0.95, S), np.where(stray, rng.uniform(0.2, 0.5, S), 0.0))
     lobe = rng.choice(6, S, p=[0.12, 0.12, 0.3, 0.1, 0.06, 0.3])
-    diffuse = np.where(in_icu, np.clip(0.2 + 0.2 * c.lung_injury[visit], 0, 1), 0.0)
+    diffuse = np.where(in_icu, np.clip(0.15 + 0.25 * c.lung_injury[visit], 0, 1), 0.0)
     atel = np.where(rng.random(S) < np.where(in_icu, 0.35, 0.06), rng.uniform(0.3, 0.8, S), 0.0)
     on_vent = in_icu & ~np.isnat(vent[0][visit]) & (vent[0][visit] <= t) & (t <= vent[1][visit])
-    cvc = in_icu & np.array(["central_line" in c.procedures[v] for v in visit.tolist()], bool) \
-        & (t >= c.icu_in[visit] + 3 * _H)
+    line_at = np.where(c.shock[visit], c.shock_onset[visit], c.icu_in[visit] + 3 * _H)   # icu_events' line time
+    cvc = in_icu & np.array(["central_line" in c.procedures[v] for v in visit.tolist()], bool) & (t >= line_at)
     ptx = np.where(rng.random(S) < 0.015 + 0.03 * cvc, rng.uniform(0.35, 0.9, S), 0.0)
     devices = (DEVICE_ETT * on_vent + DEVICE_NG * (on_vent & (rng.random(S) < 0.8)) + DEVICE_CVC * cvc
                + DEVICE_PACER * patient_traits["pacer"][p]).astype(np.int64)
@@ -259,4 +260,4 @@ def draw_imaging(ehr: Cohort, only: Cohort, vent_ehr: tuple[np.ndarray, np.ndarr
     return ImagingWorld(studies=studies, images=images)
 
 
-__all__ = ["ImagingWorld", "draw_imaging", "imaging_only_cohort", "VISUAL", "IMAGING_ONLY_SHARE"]
+__all__ = ["ImagingWorld", "draw_imaging", "imaging_only_cohort", "IMAGING_ONLY_SHARE"]
