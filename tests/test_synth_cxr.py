@@ -152,9 +152,10 @@ def test_linear_probe_sees_the_findings():
 
 def test_image_grid_tiles_with_captions():
     imgs = render(random_findings(5, 0), size=64)
-    grid = cxr.image_grid(imgs, [f"image {i}" for i in range(5)], cols=3)
-    assert grid.size == (3 * 64, 2 * (64 + 14)) and grid.mode == "L"
-    strip = np.asarray(grid)[64:78, :64]
+    grid = cxr.image_grid(imgs, [f"image {i}" for i in range(4)] + ["a caption long enough to wrap " * 3], cols=3,
+                          tile=96)
+    assert grid.size == (3 * 96, 2 * (96 + 3 * 12 + 4)) and grid.mode == "L"
+    strip = np.asarray(grid)[96:96 + 14, :96]
     assert strip.max() > 200          # the caption is drawn
 
 

@@ -83,6 +83,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import textwrap
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -480,20 +481,23 @@ def encode_jpeg(img: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def image_grid(images: list[np.ndarray], captions: list[str], cols: int) -> Image.Image:
-    """Tile uint8 images (all of one size) `cols` per row, each with its caption in a strip below."""
+def image_grid(images: list[np.ndarray], captions: list[str], cols: int, tile: int = 224) -> Image.Image:
+    """Tile uint8 images `cols` per row, each scaled to `tile` px with its caption wrapped in a
+    strip below (three lines at most)."""
     if not images or len(captions) != len(images) or cols < 1:
         raise ValueError("need images, one caption per image and cols >= 1")
-    h, w = images[0].shape
-    strip = 14
-    rows = -(-len(images) // cols)
-    grid = Image.new("L", (cols * w, rows * (h + strip)), 0)
-    draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default()
-    for i, (img, cap) in enumerate(zip(images, captions)):
-        x, y = (i % cols) * w, (i // cols) * (h + strip)
-        grid.paste(Image.fromarray(img, mode="L"), (x, y))
-        draw.text((x + 2, y + h + 1), cap, fill=255, font=font)
+    per_line = max(8, tile // 6)                    # the default bitmap font is ~6 px a character
+    lines = [textwrap.wrap(c, per_line)[:3] for c in captions]
+    strip = 12 * max(len(x) for x in lines) + 4
+    rows = -(-len(images) // cols)
+    grid = Image.new("L", (cols * tile, rows * (tile + strip)), 0)
+    draw = ImageDraw.Draw(grid)
+    for i, (img, cap) in enumerate(zip(images, lines)):
+        x, y = (i % cols) * tile, (i // cols) * (tile + strip)
+        grid.paste(Image.fromarray(img, mode="L").resize((tile, tile), Image.Resampling.BICUBIC), (x, y))
+        for k, line in enumerate(cap):
+            draw.text((x + 3, y + tile + 2 + 12 * k), line, fill=255, font=font)
     return grid
 
 

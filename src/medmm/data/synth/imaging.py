@@ -149,7 +149,7 @@ def _findings(c: Cohort, visit: np.ndarray, t: np.ndarray, inside: np.ndarray, v
     stray = rng.random(S) < 0.03
     consol = np.where(pneu > 0, pneu * rng.uniform(0.45, 0.95, S), np.where(stray, rng.uniform(0.2, 0.5, S), 0.0))
     lobe = rng.choice(6, S, p=[0.12, 0.12, 0.3, 0.1, 0.06, 0.3])
-    diffuse = np.where(in_icu, np.clip(0.15 + 0.25 * c.lung_injury[visit], 0, 1), 0.0)
+    diffuse = np.where(in_icu, np.clip(0.1 + 0.3 * c.lung_injury[visit], 0, 1), 0.0)
     atel = np.where(rng.random(S) < np.where(in_icu, 0.35, 0.06), rng.uniform(0.3, 0.8, S), 0.0)
     on_vent = in_icu & ~np.isnat(vent[0][visit]) & (vent[0][visit] <= t) & (t <= vent[1][visit])
     line_at = np.where(c.shock[visit], c.shock_onset[visit], c.icu_in[visit] + 3 * _H)   # icu_events' line time

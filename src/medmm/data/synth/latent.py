@@ -822,8 +822,8 @@ def simulate_vitals(c: Cohort, density: Density, seed: int) -> dict[str, np.ndar
     eff += (rows_i == vi["hr"]) * (14 * sepsis + 25 * after + 8 * respf)
     eff += (rows_i == vi["sbp"]) * (-8 * sepsis - 38 * after)
     eff += (rows_i == vi["mbp"]) * (-6 * sepsis - 25 * after)
-    eff += (rows_i == vi["spo2"]) * (-4 * respf - 0.4 * injury)
-    eff += (rows_i == vi["rr"]) * (4 * sepsis + 8 * respf + 0.6 * injury)
+    eff += (rows_i == vi["spo2"]) * (-4 * respf - 0.25 * injury)
+    eff += (rows_i == vi["rr"]) * (4 * sepsis + 8 * respf + 0.4 * injury)
     eff += (rows_i == vi["temp"]) * (2.0 * sepsis)
     stay_off = rng.standard_normal((c.n_visits, Vn))[v, rows_i] * sd
     val = mean + eff + stay_off + rng.standard_normal(len(v)) * sd * 0.6

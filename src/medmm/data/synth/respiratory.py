@@ -39,8 +39,8 @@ from scipy.stats import beta as beta_dist
 
 from medmm.data.synth.latent import Cohort
 
-NIV_LOG_RATE = -7.4        # log hourly hazard of NIV at lung_injury 0
-NIV_INJURY = 1.3           # log-hazard per unit of lung injury
+NIV_LOG_RATE = -8.1        # log hourly hazard of NIV at lung_injury 0
+NIV_INJURY = 1.7           # log-hazard per unit of lung injury
 SHOCK_BETA = (1.3, 2.2)    # onset fraction of the ICU stay (latent._visit_round)
 
 
