@@ -4,7 +4,6 @@ byte-identical per seed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,20 +13,13 @@ import pytest
 
 from medmm.data.images import ImageConfig, ImageSet
 from medmm.data.schema import CXR_FINDINGS
+from medmm.data.io import sha256_tree
 from medmm.data.sources import prepare
 from medmm.data.synth import generate
 
 # The MIMIC-CXR loader's documented drops that a synthetic release may show: none. (The
 # MIMIC-IV ones are checked in tests/test_synth_mimic4.py.)
 CXR_DROPS: set[str] = set()
-
-
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +97,9 @@ def test_stay_truth_ids_are_the_mimic4_ids(linked):
 def test_byte_identical_per_seed(tmp_path, seed):
     a = generate(tmp_path / "a", n_patients=60, seed=seed, fmt="linked", image_size=64)
     b = generate(tmp_path / "b", n_patients=60, seed=seed, fmt="linked", image_size=64)
-    assert _digest(a) == _digest(b)
+    assert sha256_tree(a) == sha256_tree(b)
     c = generate(tmp_path / "c", n_patients=60, seed=seed + 1, fmt="linked", image_size=64)
-    assert _digest(a) != _digest(c)
+    assert sha256_tree(a) != sha256_tree(c)
 
 
 def test_single_source_formats_and_bad_arguments(tmp_path):

@@ -97,6 +97,20 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(root: str | Path) -> str:
+    """One sha256 over every file under `root`: its relative path and bytes, in path order (two
+    trees with the same digest hold the same files, byte for byte)."""
+    h = hashlib.sha256()
+    root = Path(root)
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + b"\0")
+            with open(p, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+    return h.hexdigest()
+
+
 def jsonable(x: Any) -> Any:
     """`x` with what JSON cannot hold made plain: mappings with str keys, tuples and arrays as
     lists, NumPy scalars as Python numbers, NaN and infinities as None (null)."""

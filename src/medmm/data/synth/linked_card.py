@@ -111,10 +111,12 @@ def _report_matrix(texts: list[str]) -> np.ndarray:
 
 
 def evaluate(c: Cohort, density: Density, seed: int, truth: pl.DataFrame, studies: pl.DataFrame,
-             images: pl.DataFrame, thumbs: np.ndarray, texts: list[str], T: float = T_HOURS) -> dict[str, Any]:
+             images: pl.DataFrame, thumbs: np.ndarray, texts: list[str], T: float = T_HOURS,
+             criticality: bool = True) -> dict[str, Any]:
     """The card's figures. truth: `respiratory.stay_truth` (cohort ids); studies / images: the
-    ground-truth frames of `mimic_cxr.write_mimic_cxr` plus the study's cohort ``hadm_cohort``."""
-    out: dict[str, Any] = {}
+    ground-truth frames of `mimic_cxr.write_mimic_cxr` plus the study's cohort ``hadm_cohort``.
+    criticality: False when the EHR is not written (format "mimic-cxr")."""
+    out: dict[str, Any] = {"pixel_probe": _pixel_probe(images, thumbs)}
     # ---- ΔT
     s_ehr = studies.filter(pl.col("in_ehr"))
     d = s_ehr["delta_days"].to_numpy()
@@ -125,6 +127,8 @@ def evaluate(c: Cohort, density: Density, seed: int, truth: pl.DataFrame, studie
         lo = hi
     out["delta_t"] = {"studies_of_ehr_patients": int(len(d)), "within_30_days": float((d <= 30).mean()) if len(d) else None,
                       "bins": bins}
+    if not criticality:
+        return out
     # ---- the stays with a study in their first T hours
     first = truth.filter(pl.col("first_stay"))
     icu_in = dict(zip(c.icustay_id[c.icu].tolist(), c.icu_in[c.icu].astype("datetime64[us]").tolist()))
@@ -165,7 +169,11 @@ def evaluate(c: Cohort, density: Density, seed: int, truth: pl.DataFrame, studie
             rows[subset] = entry
         crit[task] = rows
     out["criticality"] = crit
-    # ---- findings from pixels
+    return out
+
+
+def _pixel_probe(images: pl.DataFrame, thumbs: np.ndarray) -> dict[str, Any]:
+    """Each finding from 16 x 16 pixels (module doc)."""
     probe = {}
     X = thumbs.reshape(len(thumbs), -1)
     sub = np.zeros(len(X), bool)
@@ -176,12 +184,40 @@ def evaluate(c: Cohort, density: Density, seed: int, truth: pl.DataFrame, studie
         res = _cv_auroc(X[m], t[m] == 1, repeats=1)
         probe[f] = {"images": int(m.sum()), "positive": int((t[m] == 1).sum()),
                     "auroc": None if res is None else res[0]}
-    out["pixel_probe"] = probe
-    return out
+    return probe
 
 
 def _auc(x: tuple[float, float] | None) -> str:
     return "n/a (< 5 positives)" if x is None else f"{100 * x[0]:.1f} ± {100 * x[1]:.1f}"
+
+
+def _criticality_lines(crit: dict[str, Any]) -> list[str]:
+    lines = ["## Criticality at 48 h: which modality predicts what", "",
+             "Five-fold cross-validated logistic-regression AUROC (%, mean ± std over 3 shuffles) on the first ICU "
+             "stays; oracle = the true probability given the latent state. The image is the stay's first film "
+             "(8 x 8 pixels); the report is that film's text; on all first stays only the EHR model is fitted. "
+             "Codes and the discharge note are left out: they are written at discharge, after the prediction "
+             "time.", ""]
+    mods = ["vitals", "labs", "demographics", "EHR", "image", "report", "EHR + image", "oracle"]
+    lines += ["| label | stays | stays (positive) | " + " | ".join(mods) + " |",
+              "|---|---|---|" + "---|" * len(mods)]
+    wins = []
+    for task, rows in crit.items():
+        for subset, e in rows.items():
+            cells = [_auc(e.get(m)) if m != "oracle" else ("n/a" if e["oracle"] is None else f"{100 * e['oracle']:.1f}")
+                     for m in mods[:-1]] + [("n/a" if e["oracle"] is None else f"{100 * e['oracle']:.1f}")]
+            cells = [c if (m in e or m == "oracle") else "" for c, m in zip(cells, mods)]
+            lines.append(f"| {task} | {subset} | {e['stays']:,} ({e['positive']:,}) | " + " | ".join(cells) + " |")
+            if subset != "all first stays" and e.get("EHR") and e.get("EHR + image"):
+                wins.append((task, e["EHR + image"][0] - e["EHR"][0], e))
+    lines.append("")
+    for task, gain, e in wins:
+        below = all(e.get(m) is None or e["oracle"] is None or e[m][0] < e["oracle"] for m in mods[:-1] if m in e)
+        verdict = "beats EHR alone" if gain > 0 else "does not beat EHR alone"
+        lines.append(f"* {task}: EHR + image {verdict} on the stays with an early film ({100 * gain:+.1f} points); "
+                     f"every model {'stays below' if below else 'does NOT stay below'} the oracle.")
+    lines.append("")
+    return lines
 
 
 def render(meta: dict[str, Any], figures: dict[str, Any], realism_table: str | None,
@@ -189,8 +225,9 @@ def render(meta: dict[str, Any], figures: dict[str, Any], realism_table: str | N
     """The Markdown data card."""
     n = meta["linked_counts"]
     lines = [
-        "# Synthetic linked world: MIMIC-IV + MIMIC-CXR-JPG", "",
-        f"`medmm synth --format linked --patients {meta['n_patients']} --seed {meta['seed']}` "
+        "# Synthetic linked world: MIMIC-IV + MIMIC-CXR-JPG" if meta["format"] == "linked" else
+        "# Synthetic MIMIC-CXR-JPG (the EHR side of its world is not written; its counts are the latent cohort's)", "",
+        f"`medmm synth --format {meta['format']} --patients {meta['n_patients']} --seed {meta['seed']}` "
         f"(generator {meta['generator_version']}; images {meta['image_size']} px). Same arguments, same bytes.", "",
         "## Counts and overlap", "",
         "| | patients | admissions | ICU stays | studies | images |", "|---|---|---|---|---|---|",
@@ -209,30 +246,8 @@ def render(meta: dict[str, Any], figures: dict[str, Any], realism_table: str | N
     w = figures["delta_t"]["within_30_days"]
     lines += ["", f"Within 30 days (MedCSP's pairing window): {100 * w:.1f}% of the "
               f"{figures['delta_t']['studies_of_ehr_patients']:,} studies of EHR patients." if w is not None else "", ""]
-    lines += ["## Criticality at 48 h: which modality predicts what", "",
-              "Five-fold cross-validated logistic-regression AUROC (%, mean ± std over 3 shuffles) on the first ICU "
-              "stays; oracle = the true probability given the latent state. The image is the stay's first film "
-              "(8 x 8 pixels); the report is that film's text; on all first stays only the EHR model is fitted. Codes and the discharge note are left out: "
-              "they are written at discharge, after the prediction time.", ""]
-    mods = ["vitals", "labs", "demographics", "EHR", "image", "report", "EHR + image", "oracle"]
-    lines += ["| label | stays | stays (positive) | " + " | ".join(mods) + " |",
-              "|---|---|---|" + "---|" * len(mods)]
-    wins = []
-    for task, rows in figures["criticality"].items():
-        for subset, e in rows.items():
-            cells = [_auc(e.get(m)) if m != "oracle" else ("n/a" if e["oracle"] is None else f"{100 * e['oracle']:.1f}")
-                     for m in mods[:-1]] + [("n/a" if e["oracle"] is None else f"{100 * e['oracle']:.1f}")]
-            cells = [c if (m in e or m == "oracle") else "" for c, m in zip(cells, mods)]
-            lines.append(f"| {task} | {subset} | {e['stays']:,} ({e['positive']:,}) | " + " | ".join(cells) + " |")
-            if subset != "all first stays" and e.get("EHR") and e.get("EHR + image"):
-                wins.append((task, e["EHR + image"][0] - e["EHR"][0], e))
-    lines.append("")
-    for task, gain, e in wins:
-        below = all(e.get(m) is None or e["oracle"] is None or e[m][0] < e["oracle"] for m in mods[:-1] if m in e)
-        verdict = "beats" if gain > 0 else "does not beat"
-        lines.append(f"* {task}: EHR + image {verdict} EHR alone by {100 * gain:+.1f} points on the stays with an "
-                     f"early film; every model {'stays below' if below else 'does NOT stay below'} the oracle.")
-    lines += ["", "## Findings from pixels", "",
+    lines += _criticality_lines(figures["criticality"]) if "criticality" in figures else []
+    lines += ["## Findings from pixels", "",
               "A linear probe (logistic regression on 16 x 16 pixels of up to 2,500 images, five-fold AUROC) against each "
               "image's true finding; the truth itself scores 100.", "",
               "| finding | images | positive | probe AUROC % |", "|---|---|---|---|"]

@@ -43,8 +43,7 @@ def write_world(c: Cohort, out: Path, fmt: str, density: Density, seed: int, lab
     if fmt in ("mimic4", "linked"):
         ehr_dir.mkdir(parents=True, exist_ok=True)
         frames = write_mimic4(c, ehr_dir, density, seed, progress=say)
-        if "_counts" in frames:
-            meta["counts_mimic4"] = dict(zip(frames["_counts"]["table"].to_list(), frames["_counts"]["rows"].to_list()))
+        meta["counts_mimic4"] = dict(zip(frames["_counts"]["table"].to_list(), frames["_counts"]["rows"].to_list()))
     vent = icu_events.ventilation(c, seed)
     niv = noninvasive(c, vent, seed)
     truth = stay_truth(c, vent, niv, recorded=np.ones(c.n_visits, bool))
@@ -59,7 +58,8 @@ def write_world(c: Cohort, out: Path, fmt: str, density: Density, seed: int, lab
     ).drop("icustay_id").select("stay_id", pl.exclude("stay_id"))
     gt = out / "ground_truth"
     gt.mkdir(exist_ok=True)
-    truth_iv.write_parquet(gt / "stays.parquet", statistics=False)
+    if fmt != "mimic-cxr":                 # the stays of an EHR that is written
+        truth_iv.write_parquet(gt / "stays.parquet", statistics=False)
     counts = {"ehr_patients": c.n_patients, "admissions": c.n_visits, "icu_stays": truth.height}
     figures: dict[str, Any] = {}
     sample = None
@@ -88,7 +88,8 @@ def write_world(c: Cohort, out: Path, fmt: str, density: Density, seed: int, lab
                    "views": dict(sorted(world.images.group_by("view").len().iter_rows()))}
         if card:
             studies = res["studies"].with_columns(pl.Series("hadm_cohort", s["hadm_id"]))
-            figures = lc.evaluate(c, density, seed, truth, studies, res["images"], res["thumbs"], res["texts"])
+            figures = lc.evaluate(c, density, seed, truth, studies, res["images"], res["thumbs"], res["texts"],
+                                  criticality=fmt == "linked")
             sample = _sample_grid(world, res["images"], image_size, seed)
             sample.save(out / "sample_images.png", optimize=False)
         say("imaging written")
