@@ -220,7 +220,7 @@ def test_labs_follow_latent_state(synth):
     def mean(item, cond):
         return peak.filter((pl.col("ITEMID") == item) & cond)["VALUENUM"].mean()
 
-    assert mean(50912, pl.col("arf")) > 1.5 * mean(50912, ~pl.col("arf"))            # creatinine with ARF
+    assert mean(50912, pl.col("aki")) > 1.5 * mean(50912, ~pl.col("aki"))            # creatinine with AKI
     assert mean(50813, pl.col("shock")) > 2.0 * mean(50813, ~pl.col("shock"))        # lactate with shock
     dm = pl.col("true_icd9").list.eval(pl.element().str.starts_with("250")).list.any()
     assert mean(50931, dm) > mean(50931, ~dm) + 30                                   # glucose with diabetes

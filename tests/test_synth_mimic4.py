@@ -186,8 +186,8 @@ def test_criticality_labels_recover_the_latent_onsets(synth):
     # MIMIC-IV is MetaVision only: every first stay's ventilation (invasive or not) and vasopressors are there.
     arf = j.with_columns(pl.min_horizontal("vent_h", "niv_h").alias("truth"))
     assert arf.filter(pl.col("truth").is_not_null()).height > 0
-    assert (arf["arf_onset_right"] - arf["truth"]).abs().max() < 1e-6      # arf_onset: the renal one
-    assert (arf["arf_onset_right"].is_null() == arf["truth"].is_null()).all()
+    assert (arf["arf_onset"] - arf["truth"]).abs().max() < 1e-6
+    assert (arf["arf_onset"].is_null() == arf["truth"].is_null()).all()
     assert (arf.filter(pl.col("peep_onset").is_not_null())["peep_onset"]
             >= arf.filter(pl.col("peep_onset").is_not_null())["ventilation_onset"]).all()
     shock = j.filter(pl.col("shock"))

@@ -4,7 +4,7 @@ Built from the latent `Cohort` like the core tables (`mimic3.py` writes them):
 
     TRANSFERS           admit -> ward / ICU transfers (every ICU stay, second stays included) -> discharge
     SERVICES            the admitting service, and a second service for some stays
-    OUTPUTEVENTS        urine output every ~2 h in the ICU; oliguria after an acute renal failure onset
+    OUTPUTEVENTS        urine output every ~2 h in the ICU; oliguria after an acute kidney injury onset
     INPUTEVENTS_MV      (MetaVision stays) vasopressors from the shock onset, propofol while ventilated,
                         saline boluses, insulin for diabetics, potassium
     PROCEDUREEVENTS_MV  (MetaVision stays) invasive and non-invasive ventilation, central and arterial lines
@@ -156,7 +156,7 @@ def services(c: Cohort, rng: np.random.Generator) -> pl.DataFrame:
 
 
 def outputevents(c: Cohort, seed: int) -> pl.DataFrame:
-    """Urine output every ~2 h of every ICU stay (ml), low after an acute renal failure onset."""
+    """Urine output every ~2 h of every ICU stay (ml), low after an acute kidney injury onset."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x0E7]))
     sv, sid, t_in, t_out = c.stays()
     dur = (t_out - t_in).astype(np.float64) / 3600.0
@@ -165,8 +165,8 @@ def outputevents(c: Cohort, seed: int) -> pl.DataFrame:
     k = np.arange(len(rv)) - np.repeat(np.cumsum(n) - n, n)
     t = t_in[rv] + _hours(k * 2.0 + rng.uniform(0.5, 1.5, len(rv)))
     v = sv[rv]
-    after_arf = c.arf[v] & (t >= np.where(c.arf, c.arf_onset, c.disch)[v])
-    ml = np.maximum(rng.normal(np.where(after_arf, 15.0, 110.0), np.where(after_arf, 10.0, 45.0)), 0)
+    after_aki = c.aki[v] & (t >= np.where(c.aki, c.aki_onset, c.disch)[v])
+    ml = np.maximum(rng.normal(np.where(after_aki, 15.0, 110.0), np.where(after_aki, 10.0, 45.0)), 0)
     ml = np.round(ml / 5) * 5
     mv = c.dbsource[c.v_patient[v]] == "metavision"
     store = t + (rng.integers(5, 60, len(v)) * 60).astype("timedelta64[s]")

@@ -15,7 +15,8 @@ Generative story (per patient p, visit v):
     for v = 0, 1, ...:                  (drawn in rounds: every still-active patient at once)
         reason_v ~ Cat(softmax(log w_r + boosts from chronic_p))
         acuity_v = shift_r + 0.35 frailty + 0.12 sum severity + eps
-        acute complications, ICU, shock / acute-renal-failure onsets, death   (Bernoulli, logistic)
+        acute complications, ICU, shock / acute-kidney-injury onsets, death  (Bernoulli, logistic)
+        (respiratory failure with a time, the "ARF" of MedCSP: `respiratory.py`)
         logit r_v = code_part + note_part + shared_part + hidden_part     (Eq. R below)
         p_readmit_30d = sigmoid(r_v); readmit_30d ~ Bern(p_readmit_30d)   (0 if died)
         next admission: gap ~ 1 + 29 Beta(1.2, 2) days if readmit_30d, else with probability
@@ -146,9 +147,9 @@ class Cohort:
     p_shock: np.ndarray               # P(shock during the ICU stay) (0 outside the ICU)
     shock: np.ndarray
     shock_onset: np.ndarray           # datetime64[s], NaT if none
-    p_arf: np.ndarray                 # P(acute renal failure onset during the ICU stay)
-    arf: np.ndarray
-    arf_onset: np.ndarray
+    p_aki: np.ndarray                 # P(acute kidney injury onset during the ICU stay)
+    aki: np.ndarray                   # (MedCSP's "ARF" is respiratory: respiratory.py)
+    aki_onset: np.ndarray
     p_death: np.ndarray               # P(in-hospital death)
     died: np.ndarray
     readmit_logit_parts: dict[str, np.ndarray]   # "code", "note", "shared", "hidden", "intercept"
@@ -298,10 +299,10 @@ def _visit_round(rng, pt, idx, sev, years, age):
     renal = -3.5 + 1.1 * acuity + 0.5 * C("ckd") + 0.4 * S("ckd") * (S("ckd") < 3) + 0.9 * a("sepsis") \
         + 0.9 * shock + 0.6 * a("chf_exac") + 0.8 * a("dka")
     renal = np.where(S("ckd") == 3, -9.0, renal)        # dialysis patients do not get "AKI"
-    p_arf = icu * sigmoid(renal)
-    arf = np.where(icu, rng.random(n) < p_arf, rng.random(n) < sigmoid(renal - 0.8))
-    acute[:, cat.ACUTE_INDEX["aki"]] = arf
-    arf = arf & icu                                      # ICU onsets are the ones with a time
+    p_aki = icu * sigmoid(renal)
+    aki = np.where(icu, rng.random(n) < p_aki, rng.random(n) < sigmoid(renal - 0.8))
+    acute[:, cat.ACUTE_INDEX["aki"]] = aki
+    aki = aki & icu                                      # ICU onsets are the ones with a time
     draw("hyperkalemia", -3.5 + 1.2 * (S("ckd") >= 2) + 1.4 * a("aki") + 0.5 * a("dka"))
     draw("acidosis", -3.4 + 2.5 * a("dka") + 1.5 * shock + 0.8 * a("aki"))
     p_death = sigmoid(-4.3 + 0.9 * acuity + 1.5 * shock + 1.0 * a("resp_failure") + 0.03 * (age - 65)
@@ -316,7 +317,7 @@ def _visit_round(rng, pt, idx, sev, years, age):
     icu_len = np.where(icu, np.clip(np.exp(rng.normal(np.log(40.0) + 0.3 * acuity, 0.6, n)), 12.0, 24 * 30), 0.0)
     los = np.maximum(los, (icu_start + icu_len + rng.uniform(1, 24, n)) / 24 * icu)  # stay covers the ICU stay
     shock_h = np.where(shock, icu_start + icu_len * rng.beta(1.3, 2.2, n), np.nan)
-    arf_h = np.where(arf, icu_start + icu_len * rng.beta(1.3, 2.0, n), np.nan)
+    aki_h = np.where(aki, icu_start + icu_len * rng.beta(1.3, 2.0, n), np.nan)
 
     # ---- Eq. R: 30-day readmission logit
     W = READMIT
@@ -341,7 +342,7 @@ def _visit_round(rng, pt, idx, sev, years, age):
     gap = np.where(readmit, 1.0 + 29.0 * rng.beta(1.2, 2.0, n),
                    31.0 + np.minimum(np.exp(rng.normal(np.log(250), 0.9, n)), 3000.0))
     return dict(reason=reason, acute=acute, acuity=acuity, severity=severity, icu=icu, p_shock=p_shock,
-                shock=shock, shock_h=shock_h, p_arf=p_arf, arf=arf, arf_h=arf_h, p_death=p_death, died=died,
+                shock=shock, shock_h=shock_h, p_aki=p_aki, aki=aki, aki_h=aki_h, p_death=p_death, died=died,
                 nonadherent=nonadherent, los=los, icu_start=icu_start, icu_len=icu_len,
                 parts=dict(intercept=np.full(n, W["intercept"]), code=code, note=note, shared=shared, hidden=hidden),
                 p_readmit=p_readmit, readmit=readmit, next_visit=readmit | later, gap=gap)
@@ -430,7 +431,7 @@ def draw_cohort(n_patients: int, seed: int) -> Cohort:
         icu2=icu2, icustay2_id=icustay2_id, icu2_in=at(out1_h + gap2, icu2), icu2_out=at(out1_h + gap2 + len2, icu2),
         tail_ptr=pt["tail_ptr"], tail_codes=pt["tail_codes"], tail_risk=pt["tail_risk"],
         p_shock=g["p_shock"], shock=g["shock"], shock_onset=at(g["shock_h"], g["shock"]),
-        p_arf=g["p_arf"], arf=g["arf"], arf_onset=at(g["arf_h"], g["arf"]),
+        p_aki=g["p_aki"], aki=g["aki"], aki_onset=at(g["aki_h"], g["aki"]),
         p_death=g["p_death"], died=g["died"], readmit_logit_parts=parts,
         p_readmit_30d=g["p_readmit"], readmit_30d=g["readmit"],
     )
@@ -449,7 +450,7 @@ def _early_deaths(rng: np.random.Generator, g: dict[str, np.ndarray]) -> None:
     early = g["died"] & g["icu"] & (rng.random(n) < 0.08 + 0.12 * (g["acuity"] > 1.0))
     death_h = g["icu_start"] + rng.uniform(6.0, 46.0, n)
     new_len = np.where(early, death_h - g["icu_start"], g["icu_len"])
-    for key, (a, b) in (("shock_h", (1.3, 2.2)), ("arf_h", (1.3, 2.0))):
+    for key, (a, b) in (("shock_h", (1.3, 2.2)), ("aki_h", (1.3, 2.0))):
         late = early & (g[key] > death_h)
         g[key] = np.where(late, g["icu_start"] + new_len * rng.beta(a, b, n), g[key])
     g["icu_len"] = new_len
@@ -542,7 +543,7 @@ def _draw_orders_and_codes(rng: np.random.Generator, c: Cohort) -> None:
                 procs.append("central_line")
             if next(uv) < 0.3:
                 procs.append("art_line")
-        if ckd_sev == 3 or (c.arf[v] and next(uv) < 0.15):
+        if ckd_sev == 3 or (c.aki[v] and next(uv) < 0.15):
             procs.append("hemodialysis")
         if a("gi_bleed") and next(uv) < 0.8:
             procs.append("egd")
@@ -648,7 +649,7 @@ def _lab_params(rng: np.random.Generator, c: Cohort) -> dict[str, np.ndarray]:
     li = cat.LAB_INDEX
     P = lambda k: c.present(k).astype(float)  # noqa: E731
     ckd_sev = (c.sev[:, cat.CHRONIC_INDEX["ckd"]] * c.present("ckd")).astype(np.int64)
-    # Kidney: baseline creatinine by CKD stage; acute renal failure doubles-to-triples it (KDIGO 2-3).
+    # Kidney: baseline creatinine by CKD stage; acute kidney injury doubles-to-triples it (KDIGO 2-3).
     cr0 = np.choose(ckd_sev, [0.9, 1.9, 2.9, 6.0]) * np.exp(rng.normal(0, 0.12, V))
     base[:, li["creatinine"]] = cr0
     base[:, li["bun"]] = 15 + 12 * ckd_sev
@@ -656,8 +657,8 @@ def _lab_params(rng: np.random.Generator, c: Cohort) -> dict[str, np.ndarray]:
     amp = rng.uniform(1.0, 2.2, V)
     delta[:, li["creatinine"]] = aki * cr0 * amp
     delta[:, li["bun"]] = aki * 25 * amp
-    arf_h = (c.arf_onset - c.admit).astype(np.float64) / 3600.0
-    onset[:, li["creatinine"]] = np.where(c.arf, arf_h, -24.0)
+    aki_h = (c.aki_onset - c.admit).astype(np.float64) / 3600.0
+    onset[:, li["creatinine"]] = np.where(c.aki, aki_h, -24.0)
     onset[:, li["bun"]] = onset[:, li["creatinine"]]
     # Shock: lactate rises at onset; bicarbonate and pH fall.
     shock_h = (c.shock_onset - c.admit).astype(np.float64) / 3600.0
