@@ -58,8 +58,9 @@ def _dt(a: np.ndarray) -> pl.Series:
     return pl.Series(a.astype("datetime64[us]"))
 
 
-def _hours(a: np.ndarray) -> np.ndarray:
-    return (np.round(a * 60) * 60).astype(np.int64).astype("timedelta64[s]")
+def hours_td(h: np.ndarray | float) -> np.ndarray:
+    """Hours (array or number) -> timedelta64[s], rounded to the minute as MIMIC times are."""
+    return (np.round(np.asarray(h, dtype=np.float64) * 60) * 60).astype(np.int64).astype("timedelta64[s]")
 
 
 def _null(n: int, dtype=pl.String) -> pl.Series:
@@ -76,8 +77,8 @@ def ventilation(c: Cohort, seed: int) -> tuple[np.ndarray, np.ndarray]:
     start_h = icu_h * rng.beta(1.2, 4.0, V)
     dur_h = np.minimum(np.exp(rng.normal(np.log(40.0), 0.7, V)), np.maximum(icu_h - start_h - 0.5, 1.0))
     nat = np.datetime64("NaT")
-    start = np.where(vent, c.icu_in + _hours(np.nan_to_num(start_h)), nat).astype("datetime64[s]")
-    end = np.where(vent, start + _hours(np.nan_to_num(dur_h)), nat).astype("datetime64[s]")
+    start = np.where(vent, c.icu_in + hours_td(np.nan_to_num(start_h)), nat).astype("datetime64[s]")
+    end = np.where(vent, start + hours_td(np.nan_to_num(dur_h)), nat).astype("datetime64[s]")
     return start, end
 
 
@@ -163,7 +164,7 @@ def outputevents(c: Cohort, seed: int) -> pl.DataFrame:
     n = np.maximum(1, (dur / 2.0).astype(np.int64))
     rv = np.repeat(np.arange(len(sv)), n)
     k = np.arange(len(rv)) - np.repeat(np.cumsum(n) - n, n)
-    t = t_in[rv] + _hours(k * 2.0 + rng.uniform(0.5, 1.5, len(rv)))
+    t = t_in[rv] + hours_td(k * 2.0 + rng.uniform(0.5, 1.5, len(rv)))
     v = sv[rv]
     after_aki = c.aki[v] & (t >= np.where(c.aki, c.aki_onset, c.disch)[v])
     ml = np.maximum(rng.normal(np.where(after_aki, 15.0, 110.0), np.where(after_aki, 10.0, 45.0)), 0)
@@ -196,7 +197,7 @@ def inputevents_mv(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) ->
             s = c.shock_onset[v]
             for item, p in ((NOREPI, 1.0), (VASO, 0.35), (PHENYL, 0.2)):
                 if rng.random() < p:
-                    e = min(s + _hours(np.exp(rng.normal(np.log(20.0), 0.6))), t_out)
+                    e = min(s + hours_td(np.exp(rng.normal(np.log(20.0), 0.6))), t_out)
                     hrs = max((e - s).astype(np.float64) / 3600.0, 0.1)
                     rate = {NOREPI: 0.1, VASO: 2.4, PHENYL: 1.0}[item] * rng.uniform(0.5, 2.5)
                     uom = {NOREPI: ("mg", "mcg/kg/min"), VASO: ("units", "units/hour"), PHENYL: ("mg", "mcg/kg/min")}[item]
@@ -206,15 +207,15 @@ def inputevents_mv(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) ->
             rows.append((v, PROPOFOL, vs[v], ve[v], round(float(rng.uniform(200, 2000)), 1), "mg",
                          round(float(rng.uniform(10, 50)), 2), "mcg/kg/min"))
         for _ in range(rng.poisson(1.5)):
-            s = t_in + _hours(rng.uniform(0, span))
-            rows.append((v, SALINE, s, s + _hours(0.5), float(rng.choice([250, 500, 1000])), "ml", None, None))
+            s = t_in + hours_td(rng.uniform(0, span))
+            rows.append((v, SALINE, s, s + hours_td(0.5), float(rng.choice([250, 500, 1000])), "ml", None, None))
         if dm[v]:
             for _ in range(rng.poisson(2.0)):
-                s = t_in + _hours(rng.uniform(0, span))
-                rows.append((v, INSULIN, s, s + _hours(1 / 60), float(rng.integers(2, 12)), "units", None, None))
+                s = t_in + hours_td(rng.uniform(0, span))
+                rows.append((v, INSULIN, s, s + hours_td(1 / 60), float(rng.integers(2, 12)), "units", None, None))
         if rng.random() < 0.3:
-            s = t_in + _hours(rng.uniform(0, span))
-            rows.append((v, KCL, s, s + _hours(1.0), 20.0, "mEq", None, None))
+            s = t_in + hours_td(rng.uniform(0, span))
+            rows.append((v, KCL, s, s + hours_td(1.0), 20.0, "mEq", None, None))
     rows.sort(key=lambda r: (r[0], r[2], r[1]))
     n = len(rows)
     v = np.array([r[0] for r in rows], np.int64)
@@ -262,13 +263,13 @@ def procedureevents_mv(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int
             rows.append((v, NIV, niv[0][v], niv[1][v], None, None, "Ventilation"))
         procs = c.procedures[v]
         if "central_line" in procs:
-            s = c.icu_in[v] + _hours(rng.uniform(0, 6))
+            s = c.icu_in[v] + hours_td(rng.uniform(0, 6))
             if c.shock[v]:          # placed for the vasopressors: at the shock onset, not before
-                s = max(c.shock_onset[v] - _hours(rng.uniform(0, 1)), c.icu_in[v])
+                s = max(c.shock_onset[v] - hours_td(rng.uniform(0, 1)), c.icu_in[v])
             rows.append((v, MULTI_LUMEN, s, c.icu_out[v], rng.choice(["Right IJ", "Left Subclavian", "Right Femoral"]),
                          "Invasive Venous", "Invasive Lines"))
         if "art_line" in procs:
-            s = c.icu_in[v] + _hours(rng.uniform(0, 6))
+            s = c.icu_in[v] + hours_td(rng.uniform(0, 6))
             rows.append((v, ART_LINE, s, c.icu_out[v], rng.choice(["Left Radial", "Right Radial"]),
                          "Invasive Arterial", "Invasive Lines"))
     rows.sort(key=lambda r: (r[0], r[2], r[1]))

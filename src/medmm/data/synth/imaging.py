@@ -46,6 +46,7 @@ import polars as pl
 
 from medmm.data.synth import catalog as cat
 from medmm.data.synth.cxr import DEVICE_CVC, DEVICE_ETT, DEVICE_NG, DEVICE_PACER, VISUAL
+from medmm.data.synth.icu_events import hours_td
 from medmm.data.synth.latent import Cohort, draw_cohort
 
 IMAGING_ONLY_SHARE = 0.30
@@ -74,10 +75,6 @@ def imaging_only_cohort(n_patients: int, seed: int) -> Cohort:
     return only
 
 
-def _hours(h: np.ndarray | float) -> np.ndarray:
-    return (np.round(np.asarray(h, dtype=np.float64) * 60) * 60).astype(np.int64).astype("timedelta64[s]")
-
-
 def _plan_studies(c: Cohort, has_img: np.ndarray, rng: np.random.Generator) -> list[tuple[int, np.datetime64, str, tuple[str, ...]]]:
     """(visit, time, kind, views) of every study of the patients with imaging."""
     out: list[tuple[int, np.datetime64, str, tuple[str, ...]]] = []
@@ -85,22 +82,22 @@ def _plan_studies(c: Cohort, has_img: np.ndarray, rng: np.random.Generator) -> l
         if c.icu[v]:
             if rng.random() < 0.85:
                 views = ("AP", "AP") if rng.random() < 0.1 else ("AP",)
-                out.append((v, c.icu_in[v] + _hours(rng.uniform(0.5, 20.0)), "icu", views))
+                out.append((v, c.icu_in[v] + hours_td(rng.uniform(0.5, 20.0)), "icu", views))
             icu_days = int((c.icu_out[v] - c.icu_in[v]) / (24 * _H))
             for d in range(1, min(3, icu_days) + 1):
                 if rng.random() < 0.4:
-                    out.append((v, c.icu_in[v] + _hours(24.0 * d + rng.uniform(0, 6)), "icu", ("AP",)))
+                    out.append((v, c.icu_in[v] + hours_td(24.0 * d + rng.uniform(0, 6)), "icu", ("AP",)))
         elif rng.random() < 0.65:
             u = rng.random()
             views = ("PA", "LATERAL") if u < 0.75 else ("PA",) if u < 0.9 else ("AP",)
-            out.append((v, c.admit[v] + _hours(rng.uniform(0.5, 12.0)), "ward", views))
+            out.append((v, c.admit[v] + hours_td(rng.uniform(0.5, 12.0)), "ward", views))
         for _ in range(rng.poisson(0.7)):
             near = rng.random() < 0.5
             days = rng.uniform(1, 30) if near else rng.uniform(31, 720)
             before = rng.random() < 0.5
             anchor = c.admit[v] if before else c.disch[v]
-            t = anchor + _hours(24.0 * (-days if before else days))
-            t = t.astype("datetime64[D]").astype("datetime64[s]") + _hours(rng.uniform(8, 18))
+            t = anchor + hours_td(24.0 * (-days if before else days))
+            t = t.astype("datetime64[D]").astype("datetime64[s]") + hours_td(rng.uniform(8, 18))
             u = rng.random()
             out.append((v, t, "outside", ("PA", "LATERAL") if u < 0.8 else ("PA",)))
     return out

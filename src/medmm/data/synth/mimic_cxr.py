@@ -24,8 +24,6 @@ from a fixed encoder.
 
 from __future__ import annotations
 
-import gzip
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from PIL import Image
 
 from medmm.data.schema import CXR_FINDINGS
 from medmm.data.synth import cxr
+from medmm.data.synth.mimic3 import write_table
 from medmm.data.synth.cxr import VISUAL
 from medmm.data.synth.imaging import ImagingWorld
 
@@ -45,14 +44,14 @@ THUMB = 16          # side of the downsampled pixels returned for the data card'
 _PROCEDURE = {("AP",): "CHEST (PORTABLE AP)", ("AP", "AP"): "CHEST (PORTABLE AP)", ("PA",): "CHEST (PA)",
               ("PA", "LATERAL"): "CHEST (PA AND LAT)"}
 _VIEW_MEANING = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral"}
-
-
-def _csv_gz(path: Path, df: pl.DataFrame) -> int:
-    buf = io.BytesIO()
-    df.write_csv(buf, null_value="")
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=4) as gz:
-        gz.write(buf.getvalue())
-    return df.height
+METADATA, SPLIT, CHEXPERT = "mimic-cxr-2.0.0-metadata", "mimic-cxr-2.0.0-split", "mimic-cxr-2.0.0-chexpert"
+HEADERS: dict[str, tuple[str, ...]] = {
+    METADATA: ("dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition", "Rows",
+               "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+               "PatientOrientationCodeSequence_CodeMeaning"),
+    SPLIT: ("dicom_id", "study_id", "subject_id", "split"),
+    CHEXPERT: ("subject_id", "study_id", *CXR_FINDINGS),
+}
 
 
 def _ids(world: ImagingWorld, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
@@ -127,9 +126,8 @@ def write_mimic_cxr(world: ImagingWorld, out: Path, subject_ids: np.ndarray, had
 
     chexpert = pl.DataFrame({"subject_id": subj, "study_id": study_id,
                              **{f: label_col(labels[f]) for f in CXR_FINDINGS}}).sort("subject_id", "study_id")
-    _csv_gz(out / "mimic-cxr-2.0.0-metadata.csv.gz", meta)
-    _csv_gz(out / "mimic-cxr-2.0.0-split.csv.gz", split)
-    _csv_gz(out / "mimic-cxr-2.0.0-chexpert.csv.gz", chexpert)
+    for name, df in ((METADATA, meta), (SPLIT, split), (CHEXPERT, chexpert)):
+        write_table(out / f"{name}.csv.gz", name, df, headers=HEADERS)
     # ground truth
     truth_img = cxr.report_truth(vis)
     gt = out / "ground_truth"

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import beta as beta_dist
 
+from medmm.data.synth.icu_events import hours_td
 from medmm.data.synth.latent import Cohort
 
 NIV_LOG_RATE = -8.1        # log hourly hazard of NIV at lung_injury 0
@@ -47,10 +48,6 @@ SHOCK_BETA = (1.3, 2.2)    # onset fraction of the ICU stay (latent._visit_round
 def niv_hazard(c: Cohort) -> np.ndarray:
     """(V,) hourly hazard of non-invasive ventilation in the first ICU stay (0 without one)."""
     return np.where(c.icu, np.exp(NIV_LOG_RATE + NIV_INJURY * c.lung_injury), 0.0)
-
-
-def _hours(a: np.ndarray) -> np.ndarray:
-    return (np.round(np.nan_to_num(a) * 60) * 60).astype(np.int64).astype("timedelta64[s]")
 
 
 def noninvasive(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +63,8 @@ def noninvasive(c: Cohort, vent: tuple[np.ndarray, np.ndarray], seed: int) -> tu
     has = c.icu & (onset_h < icu_h - 0.5) & (onset_h < vent_h)
     end_h = np.minimum.reduce([onset_h + dur_h, icu_h, vent_h])
     nat = np.datetime64("NaT")
-    start = np.where(has, c.icu_in + _hours(np.where(has, onset_h, 0.0)), nat).astype("datetime64[s]")
-    end = np.where(has, c.icu_in + _hours(np.where(has, end_h, 0.0)), nat).astype("datetime64[s]")
+    start = np.where(has, c.icu_in + hours_td(np.where(has, onset_h, 0.0)), nat).astype("datetime64[s]")
+    end = np.where(has, c.icu_in + hours_td(np.where(has, end_h, 0.0)), nat).astype("datetime64[s]")
     return start, end
 
 

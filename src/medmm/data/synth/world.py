@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from medmm.data.io import jsonable
 from medmm.data.synth.latent import Cohort, Density
 
 
@@ -112,15 +113,9 @@ def write_world(c: Cohort, out: Path, fmt: str, density: Density, seed: int, lab
             (out / "data_card.md").write_text("# Synthetic MIMIC-IV\n\n" + table)
         else:
             (out / "data_card.md").write_text(lc.render(meta, figures, table, reports))
-    (out / "synth.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json) + "\n")
+    (out / "synth.json").write_text(json.dumps(jsonable(meta), indent=2, sort_keys=True) + "\n")
     say("done")
     return meta
-
-
-def _json(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
 def _sample_grid(world, images_gt: pl.DataFrame, size: int, seed: int):
